@@ -1,0 +1,315 @@
+"""Lake I/O: Delta reads/writes, raw media, and DuckDB, on local disk or S3 by one setting.
+
+The same code path serves ``./lake`` and ``s3://bucket/prefix``: delta-rs, Polars and
+DuckDB all get their storage options from :func:`storage_options` /
+:func:`duckdb_connection`, built from the standard AWS_* variables. Credentials are read
+from the environment at call time and never returned in metadata or logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import duckdb
+import polars as pl
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+from orchestration.settings import get_settings
+from orchestration.tables import TABLES, TableSpec
+
+log = logging.getLogger(__name__)
+
+COMMIT_RETRIES = 8
+
+
+# ---------------------------------------------------------------- locations + credentials
+def lake_uri(lake: str | None = None) -> str:
+    return (lake or get_settings().lake).rstrip("/")
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def storage_options(uri: str) -> dict[str, str] | None:
+    """delta-rs / Polars storage options for ``uri`` (None for local paths)."""
+    if not is_s3(uri):
+        return None
+    opts: dict[str, str] = {}
+    for env, key in (
+        ("AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
+        ("AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+        ("AWS_SESSION_TOKEN", "AWS_SESSION_TOKEN"),
+        ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL"),
+    ):
+        if os.environ.get(env):
+            opts[key] = os.environ[env]
+    opts["AWS_REGION"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    if opts.get("AWS_ENDPOINT_URL", "").startswith("http://"):
+        opts["AWS_ALLOW_HTTP"] = "true"
+    return opts
+
+
+def s3_client():
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+    )
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    p = urlparse(uri)
+    return p.netloc, p.path.lstrip("/")
+
+
+def table_uri(name: str, lake: str | None = None) -> str:
+    return f"{lake_uri(lake)}/tables/{name}"
+
+
+def raw_uri(video_id: str, ext: str, lake: str | None = None) -> str:
+    return f"{lake_uri(lake)}/raw/{video_id[:2]}/{video_id}{ext}"
+
+
+# ---------------------------------------------------------------- reads
+def table_exists(name: str, lake: str | None = None) -> bool:
+    uri = table_uri(name, lake)
+    return DeltaTable.is_deltatable(uri, storage_options=storage_options(uri))
+
+
+def scan(name: str, lake: str | None = None) -> pl.LazyFrame:
+    """Lazy scan of a table; an empty frame with the declared schema if it does not exist yet."""
+    spec = TABLES[name]
+    uri = table_uri(name, lake)
+    if not DeltaTable.is_deltatable(uri, storage_options=storage_options(uri)):
+        return spec.empty().lazy()
+    # Polars, not DeltaTable.to_pyarrow_table(): the latter can abort the process at exit on S3.
+    return pl.scan_delta(uri, storage_options=storage_options(uri))
+
+
+def read(name: str, lake: str | None = None, *, video_ids: Iterable[str] | None = None) -> pl.DataFrame:
+    lf = scan(name, lake)
+    if video_ids is not None:
+        lf = lf.filter(pl.col("video_id").is_in(list(video_ids)))
+    return lf.collect()
+
+
+def count(name: str, lake: str | None = None) -> int:
+    return scan(name, lake).select(pl.len()).collect().item()
+
+
+# ---------------------------------------------------------------- writes
+def _sql_list(values: Iterable[str]) -> str:
+    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+
+
+def _ensure_table(spec: TableSpec, uri: str) -> None:
+    so = storage_options(uri)
+    if DeltaTable.is_deltatable(uri, storage_options=so):
+        return
+    try:
+        DeltaTable.create(
+            uri,
+            schema=spec.empty().to_arrow().schema,
+            mode="ignore",
+            partition_by=list(spec.partition_by) or None,
+            storage_options=so,
+            name=spec.name,
+            description=spec.description,
+        )
+    except CommitFailedError:  # another writer created it first
+        pass
+
+
+def _with_retry(fn, what: str):
+    for attempt in range(COMMIT_RETRIES):
+        try:
+            return fn()
+        except CommitFailedError:
+            if attempt == COMMIT_RETRIES - 1:
+                raise
+            # delta-rs retries conflicts without backoff; back off with jitter so writers spread out.
+            delay = min(4.0, 0.1 * 2**attempt) * (0.5 + random.random())
+            log.warning("commit conflict on %s (attempt %d), retrying in %.2fs", what, attempt + 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def write(name: str, df: pl.DataFrame, *, video_ids: Iterable[str] | None = None, lake: str | None = None) -> int:
+    """Idempotently write ``df`` to table ``name`` using the table's declared write mode.
+
+    ``replace_videos`` tables need ``video_ids``: every row of those videos is replaced,
+    including videos that now produce no rows. Returns the number of rows written.
+    """
+    spec = TABLES[name]
+    uri = table_uri(name, lake)
+    so = storage_options(uri)
+    data = spec.conform(df)
+    _ensure_table(spec, uri)
+
+    if spec.write == "merge":
+        data = data.unique(subset=list(spec.key), keep="last", maintain_order=True)
+        if data.is_empty():
+            return 0
+        predicate = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
+
+        def do_merge():
+            (
+                DeltaTable(uri, storage_options=so)
+                .merge(source=data.to_arrow(), predicate=predicate, source_alias="s", target_alias="t")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute()
+            )
+
+        _with_retry(do_merge, name)
+        return data.height
+
+    if video_ids is None:
+        raise ValueError(f"table {name} is written per video: pass video_ids")
+    ids = sorted(set(video_ids))
+    if not ids:
+        return 0
+    stray = set(data["video_id"].unique().to_list()) - set(ids)
+    if stray:
+        raise ValueError(f"table {name}: rows for videos outside the batch: {sorted(stray)[:5]}")
+    predicate = f"video_id IN ({_sql_list(ids)})"
+
+    def do_replace():
+        if data.is_empty():
+            DeltaTable(uri, storage_options=so).delete(predicate)
+        else:
+            write_deltalake(uri, data.to_arrow(), mode="overwrite", predicate=predicate, storage_options=so)
+
+    _with_retry(do_replace, name)
+    return data.height
+
+
+def delete_where(name: str, predicate: str, lake: str | None = None) -> None:
+    uri = table_uri(name, lake)
+    so = storage_options(uri)
+    if DeltaTable.is_deltatable(uri, storage_options=so):
+        _with_retry(lambda: DeltaTable(uri, storage_options=so).delete(predicate), name)
+
+
+# ---------------------------------------------------------------- raw media
+def put_file(local_path: Path, dest_uri: str) -> None:
+    if is_s3(dest_uri):
+        bucket, key = split_s3(dest_uri)
+        s3_client().upload_file(str(local_path), bucket, key)
+    else:
+        dest = Path(dest_uri)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(dest.suffix + ".part")
+        shutil.copyfile(local_path, tmp)
+        os.replace(tmp, dest)  # atomic: a crash never leaves a half-copied raw file
+
+
+def uri_exists(uri: str) -> bool:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        try:
+            s3_client().head_object(Bucket=bucket, Key=key)
+            return True
+        except Exception:
+            return False
+    return Path(uri).exists()
+
+
+@contextlib.contextmanager
+def local_copy(uri: str) -> Iterator[Path]:
+    """A local path for ``uri``: the file itself when local, a temporary download for S3/http."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        with tempfile.TemporaryDirectory(prefix="speakerlake-") as d:
+            path = Path(d) / Path(key).name
+            s3_client().download_file(bucket, key, str(path))
+            yield path
+    elif uri.startswith(("http://", "https://")):
+        import urllib.request
+
+        with tempfile.TemporaryDirectory(prefix="speakerlake-") as d:
+            path = Path(d) / (Path(urlparse(uri).path).name or "download")
+            with urllib.request.urlopen(uri, timeout=60) as r, open(path, "wb") as f:
+                shutil.copyfileobj(r, f)
+            yield path
+    else:
+        yield Path(uri.removeprefix("file://"))
+
+
+# ---------------------------------------------------------------- DuckDB
+def load_packaged_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """LOAD a DuckDB extension from its duckdb-extension-* wheel (never from the network)."""
+    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"duckdb extension {name!r} missing: pip install duckdb-extension-{name}=={duckdb.__version__}")
+    path = Path(list(spec.submodule_search_locations)[0]) / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    con.execute(f"LOAD '{path}'")
+
+
+def _duckdb_s3_secret(con: duckdb.DuckDBPyConnection) -> None:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    params = {"TYPE": "S3", "REGION": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        params["KEY_ID"] = os.environ["AWS_ACCESS_KEY_ID"]
+        params["SECRET"] = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    if os.environ.get("AWS_SESSION_TOKEN"):
+        params["SESSION_TOKEN"] = os.environ["AWS_SESSION_TOKEN"]
+    if endpoint:
+        p = urlparse(endpoint)
+        params["ENDPOINT"] = p.netloc or p.path
+        params["URL_STYLE"] = "path"
+        params["USE_SSL"] = "true" if p.scheme == "https" else "false"
+    body = ", ".join(
+        f"{k} {v}" if k in ("TYPE", "USE_SSL") else f"{k} '{str(v).replace(chr(39), chr(39) * 2)}'" for k, v in params.items()
+    )
+    con.execute(f"CREATE OR REPLACE SECRET speakerlake_s3 ({body})")
+
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+
+def duckdb_connection(lake: str | None = None, *, views: bool = True) -> duckdb.DuckDBPyConnection:
+    """In-memory DuckDB with the delta/httpfs extensions and a view per existing table (sql/views.sql)."""
+    uri = lake_uri(lake)
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    load_packaged_extension(con, "httpfs")
+    load_packaged_extension(con, "delta")
+    if is_s3(uri):
+        _duckdb_s3_secret(con)
+    if views:
+        create_views(con, uri)
+    return con
+
+
+def create_views(con: duckdb.DuckDBPyConnection, lake: str) -> list[str]:
+    """Run sql/views.sql with ``{lake}`` substituted, one statement per table that exists."""
+    made = []
+    text = (SQL_DIR / "views.sql").read_text()
+    for stmt in (s.strip() for s in text.split(";")):
+        body = "\n".join(line for line in stmt.splitlines() if not line.strip().startswith("--")).strip()
+        if not body:
+            continue
+        name = body.split()[4] if body.upper().startswith("CREATE OR REPLACE VIEW") else None
+        if name and not table_exists(name, lake):
+            # An empty view with the declared schema, so queries work before the first run.
+            con.register(f"__empty_{name}", TABLES[name].empty().to_arrow())
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM __empty_{name}")
+        else:
+            con.execute(body.replace("{lake}", lake))
+        if name:
+            made.append(name)
+    return made
