@@ -298,18 +298,17 @@ def duckdb_connection(lake: str | None = None, *, views: bool = True) -> duckdb.
 def create_views(con: duckdb.DuckDBPyConnection, lake: str) -> list[str]:
     """Run sql/views.sql with ``{lake}`` substituted, one statement per table that exists."""
     made = []
-    text = (SQL_DIR / "views.sql").read_text()
-    for stmt in (s.strip() for s in text.split(";")):
-        body = "\n".join(line for line in stmt.splitlines() if not line.strip().startswith("--")).strip()
+    text = "\n".join(line for line in (SQL_DIR / "views.sql").read_text().splitlines() if not line.strip().startswith("--"))
+    for body in (s.strip() for s in text.split(";")):
         if not body:
             continue
         name = body.split()[4] if body.upper().startswith("CREATE OR REPLACE VIEW") else None
-        if name and not table_exists(name, lake):
+        if name in TABLES and not table_exists(name, lake):
             # An empty view with the declared schema, so queries work before the first run.
             con.register(f"__empty_{name}", TABLES[name].empty().to_arrow())
             con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM __empty_{name}")
         else:
-            con.execute(body.replace("{lake}", lake))
+            con.execute(body.replace("{lake}", lake).replace("{sql}", str(SQL_DIR)))
         if name:
             made.append(name)
     return made

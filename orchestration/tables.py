@@ -58,6 +58,7 @@ _TABLES = [
             "source_uri": pl.String,
             "fingerprint": pl.String,
             "size_bytes": pl.Int64,
+            "problem": pl.String,
             "discovered_at": pl.Datetime("us", "UTC"),
         },
         key=("source_uri", "fingerprint"),

@@ -123,9 +123,7 @@ def probe_video(path: Path, *, min_duration_s: float = MIN_DURATION_S) -> VideoP
 
     try:
         container = av.open(str(path), metadata_errors="ignore")
-    except (av.error.InvalidDataError, av.error.ValueError, av.error.EOFError, UnicodeDecodeError) as e:
-        raise Rejected("corrupt" if is_container else "not_a_video", f"cannot open container: {e}") from e
-    except av.error.FFmpegError as e:
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise Rejected("corrupt" if is_container else "not_a_video", f"cannot open container: {e}") from e
 
     with container:

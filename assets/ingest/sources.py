@@ -92,7 +92,7 @@ def _discover_manifest(manifest: Path) -> list[SourceFile]:
     root = manifest.parent.resolve()
     out = []
     for entry in read_manifest(manifest):
-        if _is_youtube(entry):
+        if is_youtube(entry):
             out.append(SourceFile(entry, "youtube", -1))
             continue
         if urlparse(entry).scheme in ("s3", "http", "https"):
@@ -109,7 +109,7 @@ def _discover_manifest(manifest: Path) -> list[SourceFile]:
     return out
 
 
-def _is_youtube(entry: str) -> bool:
+def is_youtube(entry: str) -> bool:
     host = urlparse(entry).netloc.lower()
     if host.endswith(("youtube.com", "youtu.be")):
         return True

@@ -1,0 +1,49 @@
+"""Assembles speakerlake's Dagster definitions: assets, jobs, sensors, schedules, executor.
+
+Executor (SPEAKERLAKE_EXECUTOR): ``multiprocess`` (default, one box), ``in_process``
+(tests, the CLI), or ``dask`` (an existing Dask cluster; run config names its address).
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from assets.ingest import assets as ingest_assets
+from orchestration.partitions import ingest_batches
+from orchestration.schedules import periodic_scan
+from orchestration.sensors import PROCESS_JOB, new_media_sensor
+
+STAGE_MODULES = [ingest_assets]
+
+all_assets = dg.load_assets_from_modules(STAGE_MODULES)
+all_checks = dg.load_asset_checks_from_modules(STAGE_MODULES)
+
+process_batch = dg.define_asset_job(
+    PROCESS_JOB,
+    selection=dg.AssetSelection.all(),
+    partitions_def=ingest_batches,
+    description="Everything for one ingest batch: ingest, audio, vision, binding, clips.",
+)
+
+
+def _executor():
+    kind = os.environ.get("SPEAKERLAKE_EXECUTOR", "multiprocess")
+    if kind == "in_process":
+        return dg.in_process_executor
+    if kind == "dask":
+        from dagster_dask import dask_executor
+
+        return dask_executor
+    return dg.multiprocess_executor
+
+
+defs = dg.Definitions(
+    assets=all_assets,
+    asset_checks=all_checks,
+    jobs=[process_batch],
+    sensors=[new_media_sensor],
+    schedules=[periodic_scan],
+    executor=_executor(),
+)
