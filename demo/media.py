@@ -57,13 +57,16 @@ def _sdist(requirement: str) -> Path:
     dest = cache_dir() / "sdists"
     dest.mkdir(exist_ok=True)
     name = requirement.split("==")[0]
-    found = sorted(dest.glob(f"{name}-*.tar.gz"))
+    stem = name.replace("-", "_")  # sdist file names normalise "-" to "_" (silero_vad-6.2.3.tar.gz)
+    found = sorted(dest.glob(f"{name}-*.tar.gz")) + sorted(dest.glob(f"{stem}-*.tar.gz"))
     if not found:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", "-d", str(dest), requirement],
+            # ``--no-binary <name>`` (not ``:all:``): with ``:all:`` pip also builds the sdist's
+            # *build* requirements from source (e.g. cmake for pywhispercpp: many CPU-minutes).
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", name, "-q", "-d", str(dest), requirement],
             check=True,
         )
-        found = sorted(dest.glob(f"{name}-*.tar.gz"))
+        found = sorted(dest.glob(f"{name}-*.tar.gz")) + sorted(dest.glob(f"{stem}-*.tar.gz"))
     return found[-1]
 
 
@@ -83,3 +86,31 @@ def librivox() -> list[dict[str, Path]]:
     return [
         {"wav": out_dir / f"{i}.wav", "txt": out_dir / f"{i}.txt", "json": out_dir / f"{i}.json"} for i in LIBRIVOX_IDS
     ]
+
+
+PYWHISPERCPP_SDIST = "pywhispercpp==1.5.1"
+SILERO_VAD_SDIST = "silero-vad==6.2.3"
+JFK_TEXT = "And so my fellow Americans ask not what your country can do for you ask what you can do for your country"
+
+
+def _extract_one(requirement: str, member_suffix: str, out: Path) -> Path:
+    """Extract the single sdist member ending in ``member_suffix`` to ``out`` (once)."""
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(_sdist(requirement)) as tf:
+            member = next(m for m in tf.getmembers() if m.isfile() and m.name.endswith(member_suffix))
+            tmp = out.with_suffix(out.suffix + ".part")
+            tmp.write_bytes(tf.extractfile(member).read())
+            tmp.replace(out)
+    return out
+
+
+def jfk() -> dict[str, object]:
+    """11 s JFK inaugural-address excerpt (public domain), 16 kHz mono (pywhispercpp sdist)."""
+    wav = _extract_one(PYWHISPERCPP_SDIST, "/whisper.cpp/samples/jfk.wav", cache_dir() / "jfk" / "jfk.wav")
+    return {"wav": wav, "text": JFK_TEXT}
+
+
+def silero_lecture() -> Path:
+    """60 s single-speaker English lecture, 16 kHz mono, no transcript (silero-vad sdist, MIT)."""
+    return _extract_one(SILERO_VAD_SDIST, "/tests/data/test.wav", cache_dir() / "silero" / "test.wav")

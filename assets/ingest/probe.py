@@ -90,7 +90,7 @@ def _looks_like_video_container(head: bytes) -> bool:
 
 
 def _isobmff_overrun(path: Path, size: int) -> str | None:
-    """Walk top-level MP4 boxes; report a box that claims bytes past end of file."""
+    """Walk top-level MP4 boxes; report a box that claims bytes past end of file (raise on garbage boxes)."""
     with open(path, "rb") as f:
         pos = 0
         while pos + 8 <= size:
@@ -101,8 +101,8 @@ def _isobmff_overrun(path: Path, size: int) -> str | None:
                 box_size = struct.unpack(">Q", hdr[8:16])[0]
             elif box_size == 0:  # box extends to end of file by definition
                 return None
-            if box_size < 8:
-                return f"invalid box size {box_size} at byte {pos}"
+            if box_size < 8 or not all(32 <= c < 127 or c == 0xA9 for c in box_type):
+                raise Rejected("corrupt", f"invalid MP4 box (type {box_type!r}, size {box_size}) at byte {pos}")
             if pos + box_size > size:
                 return f"box {box_type.decode('latin1')!r} at byte {pos} needs {box_size} bytes, file ends after {size - pos}"
             pos += box_size

