@@ -191,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--lake", default=None)
     s.set_defaults(fn=_cmd_status)
     args = p.parse_args(argv)
+    # Model settings written by `make demo` (.env); the real environment wins.
+    if Path(".env").is_file():
+        from dotenv import load_dotenv
+
+        load_dotenv(".env", override=False)
     if getattr(args, "lake", None):
         os.environ["SPEAKERLAKE_LAKE"] = args.lake
     return args.fn(args)

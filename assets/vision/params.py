@@ -16,15 +16,15 @@ class VisionParams:
     # face detection / tracking
     det_size: int = 320
     det_thresh: float = 0.3  # SCRFD floor: low-score boxes feed ByteTrack's second association only
-    det_fps: float = 5.0
-    mouth_fps: float = 12.5
+    det_fps: float = 4.0
+    mouth_fps: float = 8.0
     track_high: float = 0.5
     track_new: float = 0.6
     track_match_iou: float = 0.2
     max_gap_s: float = 0.5
     min_track_s: float = 0.5
     min_face_px: float = 20.0
-    embed_interval_s: float = 1.0
+    embed_interval_s: float = 2.0
     same_face_cos: float = 0.4  # stitch a new tracker id onto a recently ended track
     switch_face_cos: float = 0.2  # below this, a track's new embedding means an identity swap
     # person box rule, in face widths/heights
