@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "speakerlake needs Python 3.11"'
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip wheel setuptools
-	$(BIN)/pip install -q -e '.[demo,test]'
+	$(BIN)/pip install -q -e '.[demo,test,cluster]'
 	# resemblyzer's metadata asks for the old `webrtcvad` sdist (imports pkg_resources);
 	# webrtcvad-wheels (a dependency above) provides the same module.
 	$(BIN)/pip install -q --no-deps resemblyzer==0.1.4

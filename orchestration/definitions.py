@@ -33,9 +33,9 @@ def _executor():
     if kind == "in_process":
         return dg.in_process_executor
     if kind == "dask":
-        from dagster_dask import dask_executor
+        from orchestration.dask_executor import partition_safe_dask_executor
 
-        return dask_executor
+        return partition_safe_dask_executor
     return dg.multiprocess_executor
 
 

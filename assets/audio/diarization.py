@@ -1,0 +1,519 @@
+"""Speaker diarization: who speaks when, with the number of speakers estimated.
+
+Default backend (offline, shipped models only) — a small re-implementation of the
+pyannote 3.x recipe with the models available here:
+
+1. **Local segmentation.** pyannote's PyanNet segmentation model that ships inside the
+   whisperx wheel (``whisperx/assets/pytorch_model.bin``: 5 s windows, up to 3 local
+   speakers, frame-level multilabel activations) runs on 5 s chunks every ``step_s``.
+   Within a chunk it tells *how many* people speak and *where* each one speaks, including
+   overlap — something window embeddings cannot do.
+2. **Embeddings.** For every (chunk, local speaker) with at least ``min_embed_s`` of
+   *clean* speech (that speaker alone), one resemblyzer d-vector (GE2E, weights from
+   ``SPEAKERLAKE_SPEAKER_MODEL``) is computed over exactly those frames.
+3. **Constrained clustering with an estimated count.** Centroid-linkage agglomerative
+   clustering of those d-vectors with a *cannot-link* between the local speakers of one
+   chunk (the segmentation model already said they are different people). Merging stops
+   when the best allowed pair of clusters is less similar than ``cluster_threshold``
+   (cosine of the cluster centroids), or earlier if the count would drop below what the
+   constraints allow; at most ``max_speakers`` clusters survive. A single speaker is
+   never split by the constraints (a monologue has no chunk with two local speakers) and
+   same-speaker centroids are far above the threshold, so it ends as one cluster; in a
+   dialogue every turn change inside a 5 s chunk is a cannot-link that keeps the voices apart.
+   Clusters holding less than ``min_speaker_s`` of clean speech are folded into their most
+   similar allowed cluster (one stray local speaker is not a new person).
+4. **Reconstruction.** Each chunk's local activations are mapped to global speakers and
+   averaged over overlapping chunks on a 10 ms grid; per frame, the number of active
+   speakers is the rounded mean of the chunks' local counts and the most active speakers
+   fill that count (so overlapped speech yields two simultaneous turns).
+5. **Turns.** Per speaker, gaps shorter than ``min_gap_s`` are bridged and turns shorter
+   than ``min_turn_s`` dropped; a turn's ``overlap`` flag is set when another speaker's turn
+   intersects it.
+
+``SPEAKERLAKE_PYANNOTE_DIR`` (a local pyannote pipeline directory, optional) switches to
+pyannote's own pipeline; tests never need it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from orchestration.tables import TABLES
+
+SAMPLE_RATE = 16_000
+GRID_S = 0.01  # global frame grid (= resemblyzer's mel hop)
+HOP = int(SAMPLE_RATE * GRID_S)
+CHUNK_S = 5.0  # the segmentation model's training window
+
+
+@dataclass(frozen=True)
+class DiarizationParams:
+    step_s: float = 2.5  # segmentation chunk step
+    onset: float = 0.5  # local speaker activation threshold
+    min_embed_s: float = 1.0  # clean seconds needed for a reliable d-vector
+    cluster_threshold: float = 0.8  # stop merging below this centroid cosine
+    max_speakers: int = 6
+    min_speaker_s: float = 2.0  # smaller clusters are folded into their nearest neighbour
+    min_gap_s: float = 0.25  # bridge same-speaker gaps shorter than this
+    min_turn_s: float = 0.2  # drop shorter turns
+
+
+@dataclass(frozen=True)
+class Turn:
+    speaker: int
+    start: float
+    end: float
+    overlap: bool = False
+
+
+# --------------------------------------------------------------------------- models
+def _segmentation_default_path() -> Path:
+    from demo.shipped_models import package_dir  # tiny module, no heavy imports
+
+    return package_dir("whisperx") / "assets" / "pytorch_model.bin"
+
+
+@lru_cache(maxsize=2)
+def load_segmentation(model_path: str, device: str = "cpu"):
+    """pyannote PyanNet segmentation model (multilabel, 3 local speakers, 5 s windows)."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pyannote.audio import Model
+
+        model = Model.from_pretrained(model_path)
+    if model is None:
+        raise FileNotFoundError(f"segmentation model {model_path} could not be loaded")
+    return model.eval().to(torch.device(device))
+
+
+@lru_cache(maxsize=2)
+def load_voice_encoder(weights_path: str, device: str = "cpu"):
+    """resemblyzer GE2E d-vector encoder from a local weights file."""
+    from resemblyzer import VoiceEncoder
+
+    return VoiceEncoder(device=device, verbose=False, weights_fpath=weights_path).eval()
+
+
+@lru_cache(maxsize=2)
+def load_pyannote_pipeline(pipeline_dir: str, device: str = "cpu"):
+    """A pyannote diarization pipeline saved in a local directory (optional backend)."""
+    import torch
+    from pyannote.audio import Pipeline
+
+    pipeline = Pipeline.from_pretrained(pipeline_dir)
+    if pipeline is None:
+        raise FileNotFoundError(f"no pyannote pipeline in {pipeline_dir}")
+    return pipeline.to(torch.device(device))
+
+
+# --------------------------------------------------------------------------- features
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:  # Slaney mel scale (librosa's default)
+    f = np.asarray(f, float)
+    lin = f / (200.0 / 3)
+    return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), lin)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, float)
+    return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * (200.0 / 3))
+
+
+@lru_cache(maxsize=1)
+def _mel_filters(sr: int = SAMPLE_RATE, n_fft: int = 400, n_mels: int = 40) -> np.ndarray:
+    """Identical to ``librosa.filters.mel(sr=16000, n_fft=400, n_mels=40)`` (checked to 1e-9)."""
+    fft_hz = np.linspace(0, sr / 2, 1 + n_fft // 2)
+    mel_hz = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sr / 2), n_mels + 2))
+    fdiff = np.diff(mel_hz)
+    ramps = mel_hz[:, None] - fft_hz[None]
+    weights = np.maximum(0, np.minimum(-ramps[:-2] / fdiff[:-1, None], ramps[2:] / fdiff[1:, None]))
+    return (weights * (2.0 / (mel_hz[2 : n_mels + 2] - mel_hz[:n_mels]))[:, None]).astype(np.float32)
+
+
+def mel_frames(audio: np.ndarray) -> np.ndarray:
+    """resemblyzer's input features: power mel spectrogram, 25 ms / 10 ms, 40 bands, (frames, 40).
+
+    Same numbers as ``resemblyzer.wav_to_mel_spectrogram`` without librosa's JIT warm-up.
+    Frame i is centred at i * 10 ms. The waveform is first brought to -30 dBFS RMS (only
+    ever amplified), as resemblyzer's ``preprocess_wav`` does.
+    """
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+    if rms > 0:
+        gain = 10 ** (-30 / 20) / rms
+        if gain > 1:
+            audio = audio * gain
+    x = np.pad(audio.astype(np.float32), 200)
+    n = 1 + (len(x) - 400) // HOP
+    window = np.hanning(401)[:-1].astype(np.float32)  # periodic Hann
+    out = np.empty((n, 40), np.float32)
+    fb = _mel_filters().T
+    for i in range(0, n, 4096):  # bounded memory on long videos
+        idx = np.arange(400)[None] + HOP * np.arange(i, min(n, i + 4096))[:, None]
+        spec = np.abs(np.fft.rfft(x[idx] * window, axis=1)) ** 2
+        out[i : i + len(idx)] = spec @ fb
+    return out
+
+
+def embed_frames(encoder, mel: np.ndarray, frame_sets: list[np.ndarray]) -> np.ndarray:
+    """One L2-normalised d-vector per set of mel frame indices (variable lengths, one batch)."""
+    import torch
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
+
+    if not frame_sets:
+        return np.zeros((0, 256), np.float32)
+    seqs = [torch.from_numpy(mel[idx]) for idx in frame_sets]
+    lengths = torch.tensor([len(s) for s in seqs])
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(seqs), 64):
+            packed = pack_padded_sequence(
+                pad_sequence(seqs[i : i + 64], batch_first=True).to(encoder.device),
+                lengths[i : i + 64],
+                batch_first=True,
+                enforce_sorted=False,
+            )
+            _, (hidden, _) = encoder.lstm(packed)
+            raw = encoder.relu(encoder.linear(hidden[-1]))
+            out.append((raw / raw.norm(dim=1, keepdim=True).clamp_min(1e-8)).cpu().numpy())
+    return np.concatenate(out)
+
+
+# --------------------------------------------------------------------------- step 1
+@dataclass(frozen=True)
+class LocalSegmentation:
+    starts: np.ndarray  # chunk start, seconds (C,)
+    activations: np.ndarray  # (C, F, S) in [0, 1]
+    frame_step: float  # seconds between model frames
+    frame_center0: float  # centre of frame 0 relative to the chunk start
+
+
+def local_segmentation(model, audio: np.ndarray, *, step_s: float, batch: int = 16) -> LocalSegmentation:
+    import torch
+
+    win = int(CHUNK_S * SAMPLE_RATE)
+    step = max(1, int(step_s * SAMPLE_RATE))
+    n = len(audio)
+    starts = list(range(0, max(n - win, 0) + 1, step))
+    if starts[-1] + win < n:
+        starts.append(n - win)
+    chunks = np.zeros((len(starts), 1, win), np.float32)
+    for i, s in enumerate(starts):
+        piece = audio[s : s + win]
+        chunks[i, 0, : len(piece)] = piece
+    outs = []
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for i in range(0, len(chunks), batch):
+            outs.append(model(torch.from_numpy(chunks[i : i + batch]).to(device)).cpu().numpy())
+    act = np.concatenate(outs).astype(np.float32)
+    rf = model.receptive_field
+    return LocalSegmentation(
+        starts=np.asarray(starts, float) / SAMPLE_RATE,
+        activations=act,
+        frame_step=float(rf.step),
+        frame_center0=float(rf.start + rf.duration / 2),
+    )
+
+
+def _chunk_grid(seg: LocalSegmentation, c: int, n_grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """Global 10 ms frame indices covered by chunk c and the nearest model frame of each."""
+    g0 = int(np.ceil(seg.starts[c] / GRID_S))
+    g1 = min(n_grid, int(np.floor((seg.starts[c] + CHUNK_S) / GRID_S)))
+    g = np.arange(g0, g1)
+    j = np.rint((g * GRID_S - seg.starts[c] - seg.frame_center0) / seg.frame_step).astype(int)
+    return g, np.clip(j, 0, seg.activations.shape[1] - 1)
+
+
+# --------------------------------------------------------------------------- step 3
+def constrained_clustering(
+    emb: np.ndarray, groups: np.ndarray, *, threshold: float, max_clusters: int
+) -> np.ndarray:
+    """Centroid-linkage agglomerative clustering of L2-normalised rows with cannot-links.
+
+    Items sharing a ``groups`` value (a chunk) are never merged. Merging goes on while the
+    best allowed pair has centroid cosine >= ``threshold`` or more than ``max_clusters``
+    clusters remain. Returns labels 0..k-1.
+    """
+    n = len(emb)
+    if n == 0:
+        return np.zeros(0, int)
+    members = [[i] for i in range(n)]
+    sums = emb.astype(np.float64).copy()
+    gsets = [{int(groups[i])} for i in range(n)]
+    alive = list(range(n))
+    while len(alive) > 1:
+        cent = sums[alive] / np.linalg.norm(sums[alive], axis=1, keepdims=True)
+        sim = cent @ cent.T
+        np.fill_diagonal(sim, -np.inf)
+        for a in range(len(alive)):
+            for b in range(a + 1, len(alive)):
+                if gsets[alive[a]] & gsets[alive[b]]:
+                    sim[a, b] = sim[b, a] = -np.inf
+        a, b = np.unravel_index(np.argmax(sim), sim.shape)
+        best = sim[a, b]
+        if not np.isfinite(best) or (best < threshold and len(alive) <= max_clusters):
+            break
+        ia, ib = alive[a], alive[b]
+        members[ia] += members[ib]
+        sums[ia] += sums[ib]
+        gsets[ia] |= gsets[ib]
+        alive.remove(ib)
+    labels = np.empty(n, int)
+    for k, idx in enumerate(alive):
+        labels[members[idx]] = k
+    return labels
+
+
+def _fold_small_clusters(
+    labels: np.ndarray, emb: np.ndarray, groups: np.ndarray, seconds: np.ndarray, *, min_seconds: float
+) -> np.ndarray:
+    """Merge clusters with < min_seconds of clean speech into their most similar allowed cluster."""
+    labels = labels.copy()
+    while True:
+        ks = np.unique(labels)
+        if len(ks) <= 1:
+            return labels
+        tot = {k: seconds[labels == k].sum() for k in ks}
+        small = min(ks, key=lambda k: tot[k])
+        if tot[small] >= min_seconds:
+            return labels
+        cent = {k: emb[labels == k].mean(0) for k in ks}
+        best, best_sim = None, -np.inf
+        for k in ks:
+            if k == small or set(groups[labels == k]) & set(groups[labels == small]):
+                continue
+            s = float(cent[k] @ cent[small] / (np.linalg.norm(cent[k]) * np.linalg.norm(cent[small])))
+            if s > best_sim:
+                best, best_sim = k, s
+        if best is None:  # every other cluster shares a chunk with it: keep it
+            return labels
+        labels[labels == small] = best
+
+
+# --------------------------------------------------------------------------- pipeline
+def diarize_resemblyzer(
+    audio: np.ndarray,
+    *,
+    segmentation_model,
+    encoder,
+    params: DiarizationParams,
+    speech_regions: list[tuple[float, float]] | None = None,
+) -> list[Turn]:
+    """Speaker turns of 16 kHz mono ``audio`` (see the module doc for the method)."""
+    n_grid = int(np.ceil(len(audio) / HOP))
+    if n_grid == 0:
+        return []
+    seg = local_segmentation(segmentation_model, audio, step_s=params.step_s)
+    binary = seg.activations > params.onset  # (C, F, S)
+    mel = mel_frames(audio)
+    n_grid = min(n_grid, len(mel))
+
+    speech = None
+    if speech_regions is not None:
+        speech = np.zeros(n_grid, bool)
+        for a, b in speech_regions:
+            speech[int(a / GRID_S) : int(np.ceil(b / GRID_S))] = True
+
+    # step 2: one d-vector per (chunk, local speaker)
+    items: list[tuple[int, int]] = []  # (chunk, local speaker)
+    frame_sets: list[np.ndarray] = []
+    clean_s: list[float] = []
+    for c in range(len(seg.starts)):
+        g, j = _chunk_grid(seg, c, n_grid)
+        count = binary[c][j].sum(axis=1)
+        for s in range(binary.shape[2]):
+            active = binary[c][j, s]
+            if speech is not None:
+                active = active & speech[g]
+            clean = active & (count == 1)
+            use = clean if clean.sum() * GRID_S >= params.min_embed_s else active
+            if active.sum() * GRID_S < params.min_turn_s:
+                continue
+            items.append((c, s))
+            frame_sets.append(g[use])
+            clean_s.append(float(clean.sum() * GRID_S))
+    if not items:
+        return []
+    emb = embed_frames(encoder, mel, frame_sets)
+    groups = np.array([c for c, _ in items])
+    clean_arr = np.array(clean_s)
+    reliable = clean_arr >= params.min_embed_s
+    if not reliable.any():  # only short bits of speech: trust the best ones
+        reliable = clean_arr >= clean_arr.max()
+
+    # step 3: cluster the reliable ones, estimating the count
+    lab_r = constrained_clustering(
+        emb[reliable], groups[reliable], threshold=params.cluster_threshold, max_clusters=params.max_speakers
+    )
+    lab_r = _fold_small_clusters(lab_r, emb[reliable], groups[reliable], clean_arr[reliable], min_seconds=params.min_speaker_s)
+    labels = np.full(len(items), -1)
+    labels[np.flatnonzero(reliable)] = lab_r
+    ks = np.unique(lab_r)
+    cent = np.stack([emb[reliable][lab_r == k].mean(0) for k in ks])
+    cent /= np.linalg.norm(cent, axis=1, keepdims=True)
+    remap = {int(k): i for i, k in enumerate(ks)}
+    labels = np.array([remap.get(int(l), -1) for l in labels])
+    # short local speakers: nearest centroid not already used in their chunk
+    for i in np.flatnonzero(~reliable):
+        taken = {labels[k] for k in range(len(items)) if groups[k] == groups[i] and labels[k] >= 0}
+        order = np.argsort(-(cent @ emb[i]))
+        free = [k for k in order if k not in taken]
+        labels[i] = free[0] if free else -1
+
+    # step 4: global activations on the 10 ms grid
+    K = len(ks)
+    score = np.zeros((n_grid, K), np.float32)
+    cover = np.zeros(n_grid, np.float32)
+    count = np.zeros(n_grid, np.float32)
+    by_chunk: dict[int, dict[int, int]] = {}
+    for (c, s), k in zip(items, labels):
+        if k >= 0:
+            by_chunk.setdefault(c, {})[s] = int(k)
+    for c in range(len(seg.starts)):
+        g, j = _chunk_grid(seg, c, n_grid)
+        cover[g] += 1
+        count[g] += binary[c][j].sum(axis=1)
+        for s, k in by_chunk.get(c, {}).items():
+            score[g, k] += seg.activations[c][j, s]
+    cover = np.maximum(cover, 1)
+    score /= cover[:, None]
+    n_active = np.rint(count / cover).astype(int)
+    if speech is not None:
+        n_active[~speech] = 0
+    active = np.zeros((n_grid, K), bool)
+    order = np.argsort(-score, axis=1)
+    for r in range(1, min(K, 3) + 1):
+        rows = n_active >= r
+        pick = order[rows, r - 1]
+        ok = score[rows, pick] > 0
+        active[np.flatnonzero(rows)[ok], pick[ok]] = True
+
+    # step 5: turns
+    turns: list[Turn] = []
+    for k in range(K):
+        for a, b in _runs(active[:, k], min_gap=int(round(params.min_gap_s / GRID_S))):
+            if (b - a) * GRID_S >= params.min_turn_s:
+                turns.append(Turn(k, round(a * GRID_S, 3), round(b * GRID_S, 3)))
+    return mark_overlaps(turns)
+
+
+def _runs(mask: np.ndarray, *, min_gap: int) -> list[tuple[int, int]]:
+    """[start, end) index runs of True, bridging False gaps shorter than min_gap."""
+    idx = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    runs = [[int(a), int(b)] for a, b in zip(idx[::2], idx[1::2])]
+    merged: list[list[int]] = []
+    for r in runs:
+        if merged and r[0] - merged[-1][1] < min_gap:
+            merged[-1][1] = r[1]
+        else:
+            merged.append(r)
+    return [(a, b) for a, b in merged]
+
+
+def mark_overlaps(turns: list[Turn]) -> list[Turn]:
+    """Sort turns by start and flag every turn that another speaker's turn intersects."""
+    turns = sorted(turns, key=lambda t: (t.start, t.end, t.speaker))
+    flags = [False] * len(turns)
+    for i, t in enumerate(turns):
+        for k in range(i + 1, len(turns)):
+            u = turns[k]
+            if u.start >= t.end:
+                break
+            if u.speaker != t.speaker and min(t.end, u.end) > max(t.start, u.start):
+                flags[i] = flags[k] = True
+    return [Turn(t.speaker, t.start, t.end, f) for t, f in zip(turns, flags)]
+
+
+def diarize_pyannote(audio: np.ndarray, *, pipeline, max_speakers: int) -> list[Turn]:
+    """Turns from a local pyannote pipeline (speaker count estimated by pyannote, bounded)."""
+    import torch
+
+    out = pipeline(
+        {"waveform": torch.from_numpy(audio)[None], "sample_rate": SAMPLE_RATE}, min_speakers=1, max_speakers=max_speakers
+    )
+    annotation = getattr(out, "speaker_diarization", out)  # pyannote 4 returns a DiarizeOutput
+    names: dict[str, int] = {}
+    turns = []
+    for segment, _, label in annotation.itertracks(yield_label=True):
+        k = names.setdefault(label, len(names))
+        turns.append(Turn(k, round(float(segment.start), 3), round(float(segment.end), 3)))
+    return mark_overlaps(turns)
+
+
+# --------------------------------------------------------------------------- tables
+def _union_seconds(intervals: list[tuple[float, float]]) -> float:
+    total, cur_a, cur_b = 0.0, None, None
+    for a, b in sorted(intervals):
+        if cur_b is None or a > cur_b:
+            if cur_b is not None:
+                total += cur_b - cur_a
+            cur_a, cur_b = a, b
+        else:
+            cur_b = max(cur_b, b)
+    if cur_b is not None:
+        total += cur_b - cur_a
+    return total
+
+
+def speaker_labels(turns: list[Turn]) -> dict[int, str]:
+    """SPEAKER_00, SPEAKER_01, ... in order of decreasing speaking time (00 talks most)."""
+    secs = {k: _union_seconds([(t.start, t.end) for t in turns if t.speaker == k]) for k in {t.speaker for t in turns}}
+    first = {k: min(t.start for t in turns if t.speaker == k) for k in secs}
+    order = sorted(secs, key=lambda k: (-secs[k], first[k]))
+    return {k: f"SPEAKER_{i:02d}" for i, k in enumerate(order)}
+
+
+def speaker_turns_table(video_id: str, turns: list[Turn]) -> pl.DataFrame:
+    names = speaker_labels(turns)
+    df = pl.DataFrame(
+        {
+            "video_id": [video_id] * len(turns),
+            "turn_id": list(range(len(turns))),
+            "speaker_local": [names[t.speaker] for t in turns],
+            "start": [t.start for t in turns],
+            "end": [t.end for t in turns],
+            "overlap": [t.overlap for t in turns],
+        },
+        schema=TABLES["speaker_turns"].polars_schema,
+    )
+    return TABLES["speaker_turns"].conform(df)
+
+
+def video_speakers_table(video_id: str, turns_df: pl.DataFrame) -> pl.DataFrame:
+    """Speaking time per speaker; the two who speak longest are ``is_main``.
+
+    ``share`` is a speaker's seconds over the sum of all speakers' seconds (overlapped
+    speech counts for each speaker), so shares add up to 1 and ``top2_share`` is the
+    S5 "two main speakers' share of total speaking time" (kept as data, filtered in SQL).
+    """
+    spec = TABLES["video_speakers"]
+    if turns_df.is_empty():
+        return spec.empty()
+    rows = []
+    for name, g in turns_df.group_by("speaker_local", maintain_order=True):
+        spk = name[0] if isinstance(name, tuple) else name
+        rows.append((spk, _union_seconds(list(zip(g["start"].to_list(), g["end"].to_list()))), g.height))
+    rows.sort(key=lambda r: (-r[1], r[0]))
+    total = sum(r[1] for r in rows) or 1.0
+    top2 = sum(r[1] for r in rows[:2]) / total
+    df = pl.DataFrame(
+        {
+            "video_id": [video_id] * len(rows),
+            "speaker_local": [r[0] for r in rows],
+            "speech_seconds": [round(r[1], 3) for r in rows],
+            "share": [r[1] / total for r in rows],
+            "n_turns": [r[2] for r in rows],
+            "is_main": [i < 2 for i in range(len(rows))],
+            "top2_share": [top2] * len(rows),
+        },
+        schema=spec.polars_schema,
+    )
+    return spec.conform(df)

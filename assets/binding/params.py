@@ -1,0 +1,45 @@
+"""Binding-stage parameters, read from sql/thresholds.csv (stage ``binding``).
+
+The pure functions take these as arguments; only the entry points read the file.
+Sync thresholds depend on the sync backend (the mouth backend's confidences live on a
+[0, 2] correlation scale, SyncNet's on its own); the ``syncnet`` backend reads the
+``*_syncnet`` variants of the sync-scale thresholds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from orchestration.thresholds import threshold
+
+SYNC_SCALE = ("bind_min_confidence", "listen_min_gap", "listen_max_sync")
+
+
+@dataclass(frozen=True)
+class BindingParams:
+    sync_min_overlap_s: float = 1.0
+    sync_max_offset: int = 15
+    sync_smooth_frames: int = 3
+    sync_highpass_s: float = 1.0
+    bind_min_confidence: float = 0.35
+    bind_prior_s: float = 2.0
+    identity_outlier_cos: float = 0.3
+    identity_same_cos: float = 0.45
+    speaker_id_cos: float = 0.45
+    listen_min_gap: float = 0.25
+    listen_max_sync: float = 0.35
+    listen_asr_min_logprob: float = -1.0
+    listen_min_s: float = 1.0
+    listen_merge_gap_s: float = 0.4
+
+    @classmethod
+    def from_thresholds(cls, backend: str = "mouth") -> "BindingParams":
+        vals = {}
+        for name, f in cls.__dataclass_fields__.items():
+            key = f"{name}_syncnet" if backend == "syncnet" and name in SYNC_SCALE else name
+            v = threshold(key)
+            vals[name] = int(round(v)) if f.type in (int, "int") else float(v)
+        return cls(**vals)
+
+    def with_(self, **kw) -> "BindingParams":
+        return replace(self, **kw)

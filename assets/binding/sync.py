@@ -1,0 +1,175 @@
+"""SyncNet-style audio-visual sync of face tracks against speaker turns.
+
+For every (face track, speaker turn) pair whose overlap is at least ``min_overlap_s`` we
+score the track's frames inside the turn against the audio, over offsets ``s`` in
+``[-max_offset, +max_offset]`` video frames, and summarise the curve the way SyncNet does
+(`syncnet_python`'s ``SyncNetInstance.evaluate``):
+
+- a distance curve ``d(s)`` (one value per candidate shift, averaged over the window),
+- ``offset = -argmin_s d(s)``: SyncNet's sign convention — the video frame ``i`` is
+  compared with audio at ``i + s`` and the reported offset is ``-s``; so **offset > 0 means
+  the audio leads the video** by that many frames, 0 means in sync,
+- ``confidence = median_s d(s) - min_s d(s)`` (peak over the background of the curve),
+- ``dist = min_s d(s)`` (the distance at the best shift).
+
+Backends (setting ``SPEAKERLAKE_SYNC_BACKEND``):
+
+``mouth`` (default, offline, no extra model): ``d(s) = 1 - r(s)`` where ``r(s)`` is the
+Pearson correlation between the track's high-passed mouth-opening signal and the
+high-passed speech envelope shifted by ``s`` frames (`assets.binding.envelope`). So
+``dist`` is in [0, 2] (0 = perfectly correlated), ``confidence = max r - median r`` is in
+[0, 2]; an unrelated face gives a flat noisy curve (confidence ~0.1-0.3 on a few seconds),
+the true speaker a sharp peak (0.5-0.9). These numbers are NOT on SyncNet's scale (its
+confidences run 0-~12 and its distances ~5-15); thresholds are per backend.
+
+``syncnet``: the original SyncNet network on face crops and MFCCs
+(`assets.binding.syncnet`), weights from ``SPEAKERLAKE_SYNCNET_WEIGHTS``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from assets.binding.envelope import fill_nan, highpass, speech_envelope
+from orchestration.tables import TABLES
+
+BACKEND_SETTING = "SPEAKERLAKE_SYNC_BACKEND"
+BACKENDS = ("mouth", "syncnet")
+
+
+@dataclass(frozen=True)
+class SyncWindow:
+    """Frames ``[f0, f1)`` of ``track_id`` inside ``turn_id`` (video frame indices)."""
+
+    track_id: int
+    turn_id: int
+    speaker_local: str
+    f0: int
+    f1: int
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    offset: int
+    confidence: float
+    dist: float
+
+
+def sync_backend() -> str:
+    name = (os.environ.get(BACKEND_SETTING) or "mouth").strip().lower()
+    if name not in BACKENDS:
+        raise ValueError(f"{BACKEND_SETTING}={name!r}: expected one of {BACKENDS}")
+    return name
+
+
+def summarise_curve(dists: np.ndarray, max_offset: int) -> SyncResult:
+    """SyncNet's summary of a distance curve indexed by shift ``s = i - max_offset``."""
+    d = np.asarray(dists, dtype=np.float64)
+    i = int(np.argmin(d))
+    return SyncResult(offset=max_offset - i, confidence=float(np.median(d) - d[i]), dist=float(d[i]))
+
+
+def _shifted(x: np.ndarray, a: int, b: int, s: int) -> np.ndarray:
+    """``x[a+s : b+s]`` with zeros outside ``x``."""
+    out = np.zeros(b - a, dtype=np.float64)
+    lo, hi = max(a + s, 0), min(b + s, x.size)
+    if hi > lo:
+        out[lo - (a + s) : hi - (a + s)] = x[lo:hi]
+    return out
+
+
+def correlation_curve(mouth: np.ndarray, env: np.ndarray, f0: int, max_offset: int) -> np.ndarray:
+    """Pearson r between ``mouth`` (the window's frames, starting at video frame ``f0``) and
+    ``env[f0+s : f0+s+len(mouth)]`` for s = -max_offset..max_offset."""
+    m = np.asarray(mouth, dtype=np.float64)
+    m = m - m.mean()
+    mn = float(np.linalg.norm(m))
+    r = np.zeros(2 * max_offset + 1)
+    if mn < 1e-12:
+        return r
+    for i, s in enumerate(range(-max_offset, max_offset + 1)):
+        e = _shifted(env, f0, f0 + m.size, s)
+        e = e - e.mean()
+        en = float(np.linalg.norm(e))
+        r[i] = float(m @ e) / (mn * en) if en > 1e-12 else 0.0
+    return r
+
+
+def frame_centres(frames: np.ndarray, fps: float) -> np.ndarray:
+    return (np.asarray(frames, dtype=np.float64) + 0.5) / fps
+
+
+def sync_windows(face_tracks: pl.DataFrame, speaker_turns: pl.DataFrame, fps: float, *, min_overlap_s: float) -> list[SyncWindow]:
+    """Every (track, turn) overlap of at least ``min_overlap_s``, in video frames."""
+    out: list[SyncWindow] = []
+    if face_tracks.is_empty() or speaker_turns.is_empty():
+        return out
+    turns = speaker_turns.sort("turn_id").select("turn_id", "speaker_local", "start", "end").rows()
+    for t in face_tracks.sort("track_id").select("track_id", "start_frame", "end_frame").iter_rows(named=True):
+        a, b = int(t["start_frame"]), int(t["end_frame"])
+        for turn_id, spk, ts, te in turns:
+            # frames whose centre lies inside the turn
+            f0 = max(a, int(np.ceil(ts * fps - 0.5)))
+            f1 = min(b, int(np.ceil(te * fps - 0.5)))
+            if f1 - f0 >= max(2, int(round(min_overlap_s * fps))):
+                out.append(SyncWindow(int(t["track_id"]), int(turn_id), str(spk), f0, f1))
+    return out
+
+
+def track_mouth_signals(face_tracks: pl.DataFrame, *, hp_frames: int) -> dict[int, tuple[int, np.ndarray]]:
+    """track_id -> (first frame, high-passed mouth signal on consecutive frames)."""
+    out = {}
+    for t in face_tracks.select("track_id", "frames", "mouth_open").iter_rows(named=True):
+        frames = np.asarray(t["frames"] or [], dtype=np.int64)
+        vals = np.asarray(t["mouth_open"] or [], dtype=np.float64)
+        if frames.size == 0 or vals.size != frames.size:
+            continue
+        f0 = int(frames.min())
+        dense = np.full(int(frames.max()) - f0 + 1, np.nan)
+        dense[frames - f0] = vals
+        out[int(t["track_id"])] = (f0, highpass(fill_nan(dense), hp_frames))
+    return out
+
+
+def mouth_sync(windows: list[SyncWindow], face_tracks: pl.DataFrame, audio: np.ndarray, fps: float, n_frames: int, *, max_offset: int, hp_frames: int, smooth_frames: int) -> dict[tuple[int, int], SyncResult]:
+    """The ``mouth`` backend: (track_id, turn_id) -> SyncResult."""
+    env = highpass(speech_envelope(audio, fps, n_frames, smooth_frames=smooth_frames), hp_frames)
+    mouths = track_mouth_signals(face_tracks, hp_frames=hp_frames)
+    out = {}
+    for w in windows:
+        if w.track_id not in mouths:
+            continue
+        t0, m = mouths[w.track_id]
+        seg = m[w.f0 - t0 : w.f1 - t0]
+        r = correlation_curve(seg, env, w.f0, max_offset)
+        out[(w.track_id, w.turn_id)] = summarise_curve(1.0 - r, max_offset)
+    return out
+
+
+def sync_scores_frame(video_id: str, windows: list[SyncWindow], results: dict[tuple[int, int], SyncResult], fps: float) -> pl.DataFrame:
+    spec = TABLES["sync_scores"]
+    rows = []
+    for w in windows:
+        res = results.get((w.track_id, w.turn_id))
+        if res is None:
+            continue
+        rows.append(
+            {
+                "video_id": video_id,
+                "track_id": w.track_id,
+                "turn_id": w.turn_id,
+                "speaker_local": w.speaker_local,
+                "start": w.f0 / fps,
+                "end": w.f1 / fps,
+                "offset": res.offset,
+                "confidence": res.confidence,
+                "dist": res.dist,
+            }
+        )
+    if not rows:
+        return spec.empty()
+    return spec.conform(pl.DataFrame(rows, schema=spec.polars_schema))
