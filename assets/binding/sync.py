@@ -16,7 +16,9 @@ Backends (setting ``SPEAKERLAKE_SYNC_BACKEND``):
 
 ``mouth`` (default, offline, no extra model): ``d(s) = 1 - r(s)`` where ``r(s)`` is the
 Pearson correlation between the track's high-passed mouth-opening signal and the
-high-passed speech envelope shifted by ``s`` frames (`assets.binding.envelope`). So
+high-passed speech envelope shifted by ``s`` frames (`assets.binding.envelope`), with the
+mouth's standard deviation floored at ``sync_mouth_floor`` (in mouth_open units, lip gap /
+face height) so a still mouth cannot reach a high correlation by chance. So
 ``dist`` is in [0, 2] (0 = perfectly correlated), ``confidence = max r - median r`` is in
 [0, 2]; an unrelated face gives a flat noisy curve (confidence ~0.1-0.3 on a few seconds),
 the true speaker a sharp peak (0.5-0.9). These numbers are NOT on SyncNet's scale (its
@@ -82,12 +84,16 @@ def _shifted(x: np.ndarray, a: int, b: int, s: int) -> np.ndarray:
     return out
 
 
-def correlation_curve(mouth: np.ndarray, env: np.ndarray, f0: int, max_offset: int) -> np.ndarray:
-    """Pearson r between ``mouth`` (the window's frames, starting at video frame ``f0``) and
-    ``env[f0+s : f0+s+len(mouth)]`` for s = -max_offset..max_offset."""
+def correlation_curve(mouth: np.ndarray, env: np.ndarray, f0: int, max_offset: int, *, mouth_floor: float = 0.0) -> np.ndarray:
+    """Correlation between ``mouth`` (the window's frames, starting at video frame ``f0``)
+    and ``env[f0+s : f0+s+len(mouth)]`` for s = -max_offset..max_offset.
+
+    Pearson r, except that the mouth's standard deviation in the denominator is floored
+    at ``mouth_floor``: a mouth that barely moves (a still listener: landmark jitter only)
+    scores near 0 at every shift instead of a full-scale noisy curve."""
     m = np.asarray(mouth, dtype=np.float64)
     m = m - m.mean()
-    mn = float(np.linalg.norm(m))
+    mn = max(float(np.linalg.norm(m)), mouth_floor * np.sqrt(m.size))
     r = np.zeros(2 * max_offset + 1)
     if mn < 1e-12:
         return r
@@ -103,12 +109,20 @@ def frame_centres(frames: np.ndarray, fps: float) -> np.ndarray:
     return (np.asarray(frames, dtype=np.float64) + 0.5) / fps
 
 
-def sync_windows(face_tracks: pl.DataFrame, speaker_turns: pl.DataFrame, fps: float, *, min_overlap_s: float) -> list[SyncWindow]:
-    """Every (track, turn) overlap of at least ``min_overlap_s``, in video frames."""
+def sync_windows(face_tracks: pl.DataFrame, speaker_turns: pl.DataFrame, fps: float, *, min_overlap_s: float, trim_s: float = 0.0) -> list[SyncWindow]:
+    """Every (track, turn) overlap of at least ``min_overlap_s``, in video frames.
+
+    Each turn is first trimmed by up to ``trim_s`` at both ends (less if that would leave
+    it shorter than ``min_overlap_s``): diarized turn edges are uncertain by a few hundred
+    ms, and the neighbouring speaker's mouth moving inside a loose edge would otherwise
+    count as sync with this turn's voice."""
     out: list[SyncWindow] = []
     if face_tracks.is_empty() or speaker_turns.is_empty():
         return out
-    turns = speaker_turns.sort("turn_id").select("turn_id", "speaker_local", "start", "end").rows()
+    turns = []
+    for turn_id, spk, ts, te in speaker_turns.sort("turn_id").select("turn_id", "speaker_local", "start", "end").rows():
+        tr = min(max((te - ts - min_overlap_s) / 2.0, 0.0), trim_s)
+        turns.append((turn_id, spk, ts + tr, te - tr))
     for t in face_tracks.sort("track_id").select("track_id", "start_frame", "end_frame").iter_rows(named=True):
         a, b = int(t["start_frame"]), int(t["end_frame"])
         for turn_id, spk, ts, te in turns:
@@ -135,7 +149,7 @@ def track_mouth_signals(face_tracks: pl.DataFrame, *, hp_frames: int) -> dict[in
     return out
 
 
-def mouth_sync(windows: list[SyncWindow], face_tracks: pl.DataFrame, audio: np.ndarray, fps: float, n_frames: int, *, max_offset: int, hp_frames: int, smooth_frames: int) -> dict[tuple[int, int], SyncResult]:
+def mouth_sync(windows: list[SyncWindow], face_tracks: pl.DataFrame, audio: np.ndarray, fps: float, n_frames: int, *, max_offset: int, hp_frames: int, smooth_frames: int, mouth_floor: float) -> dict[tuple[int, int], SyncResult]:
     """The ``mouth`` backend: (track_id, turn_id) -> SyncResult."""
     env = highpass(speech_envelope(audio, fps, n_frames, smooth_frames=smooth_frames), hp_frames)
     mouths = track_mouth_signals(face_tracks, hp_frames=hp_frames)
@@ -145,7 +159,7 @@ def mouth_sync(windows: list[SyncWindow], face_tracks: pl.DataFrame, audio: np.n
             continue
         t0, m = mouths[w.track_id]
         seg = m[w.f0 - t0 : w.f1 - t0]
-        r = correlation_curve(seg, env, w.f0, max_offset)
+        r = correlation_curve(seg, env, w.f0, max_offset, mouth_floor=mouth_floor)
         out[(w.track_id, w.turn_id)] = summarise_curve(1.0 - r, max_offset)
     return out
 

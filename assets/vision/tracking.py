@@ -11,8 +11,8 @@ Per shot (a tracker never sees two shots):
 * **ArcFace** runs on a track's first detection and then every ``embed_interval_s``:
   a new sample with cosine < ``switch_cos`` to the track's mean so far ends the track (the
   tracker swapped identities), and a new tracker id whose first embedding has cosine >=
-  ``same_cos`` with a track of this shot that ended less than ``max_gap_s`` ago continues
-  that track (stitching over a tracker loss);
+  ``same_cos`` with a track of this shot last seen at most ``max_gap_s`` plus one detection
+  step ago continues that track (stitching over a tracker loss);
 * **landmarks** (2d106) run on every ``mouth_step``-th frame of the shot (keyframes always
   included, since ``det_step`` is a multiple of ``mouth_step``) on the interpolated boxes;
   ``mouth_open`` is linearly interpolated to every frame. Detection scores and the

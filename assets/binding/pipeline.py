@@ -1,0 +1,170 @@
+"""Entry points of the binding stage.
+
+- `analyze_binding` (per video): sync_scores, bindings, track_identities (``speaker_id``
+  null: it is dataset-wide, see below) and listening_segments.
+- `assign_batch_speaker_ids` (per batch): dataset-wide ``speaker_id`` for the batch's
+  track identities plus the ``speakers`` rows to MERGE, given the current ``speakers``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from assets.binding.assign import bind_speakers
+from assets.binding.envelope import SAMPLE_RATE
+from assets.binding.identity import assign_speaker_ids, track_embeddings, video_identities
+from assets.binding.listening import listening_frames, merge_spans
+from assets.binding.params import BindingParams
+from assets.binding.sync import mouth_sync, sync_backend, sync_scores_frame, sync_windows
+from orchestration.tables import TABLES
+
+OUTPUTS = ("sync_scores", "bindings", "track_identities", "listening_segments")
+
+
+@dataclass
+class BindingStats:
+    sync: float = 0.0
+    bind: float = 0.0
+    identity: float = 0.0
+    listening: float = 0.0
+    total: float = 0.0
+
+
+def video_fps(tables: dict[str, pl.DataFrame], default: float = 25.0) -> float:
+    """Frame rate implied by the vision tables (frame index / seconds)."""
+    for name in ("shots", "face_tracks"):
+        df = tables.get(name)
+        if df is not None and not df.is_empty():
+            d = df.filter(pl.col("end") > pl.col("start"))
+            if not d.is_empty():
+                r = ((d["end_frame"] - d["start_frame"]) / (d["end"] - d["start"])).median()
+                if r and math.isfinite(r) and r > 0:
+                    return float(r)
+    return default
+
+
+def video_frames(tables: dict[str, pl.DataFrame], audio: np.ndarray | None, fps: float) -> int:
+    n = 0
+    for name in ("shots", "face_tracks"):
+        df = tables.get(name)
+        if df is not None and not df.is_empty():
+            n = max(n, int(df["end_frame"].max()))
+    if audio is not None and len(audio):
+        n = max(n, int(math.ceil(len(audio) / SAMPLE_RATE * fps)))
+    return n
+
+
+def _table(tables: dict[str, pl.DataFrame], name: str) -> pl.DataFrame:
+    df = tables.get(name)
+    return df if df is not None else TABLES[name].empty()
+
+
+def analyze_binding(
+    video_id: str,
+    audio: np.ndarray | None,
+    tables: dict[str, pl.DataFrame],
+    *,
+    params: BindingParams | None = None,
+    backend: str | None = None,
+    media_path: str | Path | None = None,
+    fps: float | None = None,
+    stats: BindingStats | None = None,
+) -> dict[str, pl.DataFrame]:
+    """Binding tables of one video.
+
+    ``audio``: the video's 16 kHz mono waveform (`assets.audio.decode.decode_audio`), or
+    None when it has none. ``tables``: that video's ``face_tracks``, ``shots``,
+    ``speaker_turns``, ``video_speakers`` and ``transcripts``. ``backend`` defaults to the
+    ``SPEAKERLAKE_SYNC_BACKEND`` setting; ``syncnet`` also needs ``media_path``.
+    """
+    backend = backend or sync_backend()
+    params = params or BindingParams.from_thresholds(backend)
+    stats = stats if stats is not None else BindingStats()
+    t_start = time.perf_counter()
+    tracks = _table(tables, "face_tracks")
+    turns = _table(tables, "speaker_turns")
+    transcripts = _table(tables, "transcripts")
+    vs = _table(tables, "video_speakers")
+    fps = fps or video_fps(tables)
+    n_frames = video_frames(tables, audio, fps)
+    if audio is None:
+        turns = turns.clear()
+
+    t0 = time.perf_counter()
+    windows = sync_windows(tracks, turns, fps, min_overlap_s=params.sync_min_overlap_s, trim_s=params.sync_turn_trim_s)
+    if not windows:
+        results = {}
+    elif backend == "syncnet":
+        from assets.binding.syncnet import syncnet_sync
+
+        if media_path is None:
+            raise ValueError("the syncnet sync backend needs media_path (it reads face crops from the video)")
+        results = syncnet_sync(windows, tracks, audio, media_path, fps, max_offset=params.sync_max_offset)
+    else:
+        results = mouth_sync(
+            windows,
+            tracks,
+            audio,
+            fps,
+            n_frames,
+            max_offset=params.sync_max_offset,
+            hp_frames=max(3, int(round(params.sync_highpass_s * fps))),
+            smooth_frames=params.sync_smooth_frames,
+            mouth_floor=params.sync_mouth_floor,
+        )
+    sync = sync_scores_frame(video_id, windows, results, fps)
+    t1 = time.perf_counter()
+    stats.sync = t1 - t0
+
+    speakers = sorted(set(vs["speaker_local"].to_list()) | set(turns["speaker_local"].to_list()))
+    bindings = bind_speakers(video_id, speakers, sync, min_confidence=params.bind_min_confidence, prior_s=params.bind_prior_s)
+    t2 = time.perf_counter()
+    stats.bind = t2 - t1
+
+    identities = video_identities(
+        video_id,
+        tracks,
+        sync,
+        bindings,
+        min_confidence=params.bind_min_confidence,
+        outlier_cos=params.identity_outlier_cos,
+        same_cos=params.identity_same_cos,
+    )
+    t3 = time.perf_counter()
+    stats.identity = t3 - t2
+
+    labels = listening_frames(
+        tracks,
+        turns,
+        sync,
+        bindings,
+        identities,
+        transcripts,
+        fps,
+        n_frames,
+        min_gap=params.listen_min_gap,
+        speaker_min_conf=params.bind_min_confidence,
+        max_sync=params.listen_max_sync,
+        asr_min_logprob=params.listen_asr_min_logprob,
+    )
+    listening = merge_spans(video_id, labels, fps, merge_gap_s=params.listen_merge_gap_s, min_s=params.listen_min_s)
+    stats.listening = time.perf_counter() - t3
+    stats.total = time.perf_counter() - t_start
+    return {"sync_scores": sync, "bindings": bindings, "track_identities": identities, "listening_segments": listening}
+
+
+def assign_batch_speaker_ids(track_identities: pl.DataFrame, face_tracks: pl.DataFrame, speakers: pl.DataFrame | None, *, threshold: float | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Dataset-wide ids for a batch: ``(track_identities with speaker_id, speakers upsert)``.
+
+    ``track_identities``/``face_tracks``: the batch's rows (all its videos); ``speakers``:
+    the lake's current ``speakers`` table (None/empty for the first batch).
+    """
+    if threshold is None:
+        threshold = BindingParams.from_thresholds().speaker_id_cos
+    return assign_speaker_ids(track_embeddings(track_identities, face_tracks), speakers, threshold)
