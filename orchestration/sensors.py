@@ -20,7 +20,7 @@ PROCESS_JOB = "process_batch"
 def scan_for_batches(instance: dg.DagsterInstance) -> tuple[list[str], list[dg.RunRequest], list]:
     settings = get_settings()
     if settings.source:
-        plan_batches(settings.source, settings.batch_max_files)
+        plan_batches(settings.source, settings.batch_max_files, settle_seconds=settings.settle_seconds)
     known = set(instance.get_dynamic_partitions(ingest_batches.name))
     pending = [b for b in planned_batches() if b not in known]
     requests = [dg.RunRequest(partition_key=b, run_key=b, tags={"speakerlake/batch": b}) for b in pending]

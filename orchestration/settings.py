@@ -21,6 +21,7 @@ class Settings:
     lake: str
     source: str | None
     batch_max_files: int
+    settle_seconds: float
     scan_cron: str
     aws_endpoint_url: str | None
     aws_region: str | None
@@ -42,6 +43,7 @@ def get_settings() -> Settings:
         lake=lake.rstrip("/"),
         source=os.environ.get("SPEAKERLAKE_SOURCE") or None,
         batch_max_files=int(os.environ.get("SPEAKERLAKE_BATCH_MAX_FILES", "500")),
+        settle_seconds=float(os.environ.get("SPEAKERLAKE_SETTLE_SECONDS", "30")),
         scan_cron=os.environ.get("SPEAKERLAKE_SCAN_CRON", "0 * * * *"),
         aws_endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
         aws_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,

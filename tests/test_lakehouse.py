@@ -110,6 +110,7 @@ def test_sensor_adds_only_new_content(tmp_path, ingest_inputs, local_lake, monke
     src = _source_with(tmp_path, ingest_inputs, ["good_bikes", "good_talking"])
     monkeypatch.setenv("SPEAKERLAKE_SOURCE", str(src))
     monkeypatch.setenv("SPEAKERLAKE_BATCH_MAX_FILES", "1")
+    monkeypatch.setenv("SPEAKERLAKE_SETTLE_SECONDS", "0")
     inst = dg.DagsterInstance.ephemeral()
 
     def tick():
@@ -132,6 +133,28 @@ def test_sensor_adds_only_new_content(tmp_path, ingest_inputs, local_lake, monke
     assert files == [str(src / "late_arrival.mp4")]
 
 
+def test_sensor_waits_for_files_being_written(tmp_path, ingest_inputs, local_lake, monkeypatch):
+    """A file still being written (fresh mtime, or a downloader's .part name) is not planned yet."""
+    import os
+    import time
+
+    from orchestration.sensors import new_media_sensor
+
+    src = _source_with(tmp_path, ingest_inputs, ["good_bikes"])
+    shutil.copyfile(ingest_inputs["good_talking"], src / "upload.mp4.part.mp4")
+    monkeypatch.setenv("SPEAKERLAKE_SOURCE", str(src))
+    monkeypatch.setenv("SPEAKERLAKE_SETTLE_SECONDS", "30")
+    inst = dg.DagsterInstance.ephemeral()
+    assert isinstance(new_media_sensor(dg.build_sensor_context(instance=inst)), dg.SkipReason)  # both too fresh
+    old = time.time() - 120
+    os.utime(src / "bikes.mp4", (old, old))
+    os.utime(src / "upload.mp4.part.mp4", (old, old))
+    res = new_media_sensor(dg.build_sensor_context(instance=inst))
+    [req] = res.run_requests
+    planned = lake.read("batch_files").filter(pl.col("batch_id") == req.partition_key)["source_uri"].to_list()
+    assert planned == [str(src / "bikes.mp4")]
+
+
 def test_sensor_recovers_planned_batch_without_partition(tmp_path, ingest_inputs, local_lake, monkeypatch):
     """A tick that died after planning (partition never added) is picked up by the next tick."""
     from orchestration.sensors import new_media_sensor
@@ -139,6 +162,7 @@ def test_sensor_recovers_planned_batch_without_partition(tmp_path, ingest_inputs
     src = _source_with(tmp_path, ingest_inputs, ["good_bikes"])
     [orphan] = plan_batches(str(src), max_files=10)
     monkeypatch.setenv("SPEAKERLAKE_SOURCE", str(src))
+    monkeypatch.setenv("SPEAKERLAKE_SETTLE_SECONDS", "0")
     res = new_media_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral()))
     assert [r.partition_key for r in res.run_requests] == [orphan]
 
@@ -148,6 +172,7 @@ def test_schedule_scans_source(tmp_path, ingest_inputs, local_lake, monkeypatch)
 
     src = _source_with(tmp_path, ingest_inputs, ["good_bikes"])
     monkeypatch.setenv("SPEAKERLAKE_SOURCE", str(src))
+    monkeypatch.setenv("SPEAKERLAKE_SETTLE_SECONDS", "0")
     with dg.instance_for_test() as inst:
         reqs = periodic_scan(dg.build_schedule_context(instance=inst))
         assert len(reqs) == 1 and inst.get_dynamic_partitions("ingest_batches") == [reqs[0].partition_key]

@@ -23,13 +23,13 @@ class BindingParams:
     sync_smooth_frames: int = 3
     sync_highpass_s: float = 1.0
     sync_mouth_floor: float = 0.008
-    bind_min_confidence: float = 0.35
+    bind_min_confidence: float = 0.4
     bind_prior_s: float = 2.0
     identity_outlier_cos: float = 0.3
     identity_same_cos: float = 0.45
     speaker_id_cos: float = 0.45
     listen_min_gap: float = 0.25
-    listen_max_sync: float = 0.35
+    listen_max_sync: float = 0.4
     listen_asr_min_logprob: float = -1.0
     listen_min_s: float = 0.5
     listen_merge_gap_s: float = 0.4

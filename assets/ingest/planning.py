@@ -16,16 +16,18 @@ from orchestration import lake
 from orchestration.partitions import new_batch_id
 
 
-def new_files(source: str, lake_uri: str | None = None) -> list[SourceFile]:
+def new_files(source: str, lake_uri: str | None = None, *, settle_seconds: float = 0.0) -> list[SourceFile]:
     """Files the source holds that no earlier batch planned (same uri + fingerprint)."""
     planned = lake.read("batch_files", lake_uri).select("source_uri", "fingerprint")
     seen = set(zip(planned["source_uri"].to_list(), planned["fingerprint"].to_list()))
-    return [f for f in discover(source) if (f.uri, f.fingerprint) not in seen]
+    return [f for f in discover(source, settle_seconds=settle_seconds) if (f.uri, f.fingerprint) not in seen]
 
 
-def plan_batches(source: str, max_files: int, lake_uri: str | None = None, now: datetime | None = None) -> list[str]:
+def plan_batches(
+    source: str, max_files: int, lake_uri: str | None = None, now: datetime | None = None, *, settle_seconds: float = 0.0
+) -> list[str]:
     """Record new files as batches of at most ``max_files``; returns the new batch ids."""
-    files = new_files(source, lake_uri)
+    files = new_files(source, lake_uri, settle_seconds=settle_seconds)
     now = now or datetime.now(timezone.utc)
     batch_ids, rows = [], []
     for i in range(0, len(files), max(1, max_files)):

@@ -19,6 +19,15 @@ MEDIA_EXTENSIONS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".m
 MANIFEST_EXTENSIONS = {".csv", ".jsonl", ".ndjson"}
 
 
+# Names of files still being written by common downloaders / uploaders.
+PARTIAL_MARKERS = (".part", ".tmp", ".crdownload", ".download", ".partial")
+
+
+def _is_partial(name: str) -> bool:
+    low = name.lower()
+    return low.startswith(".") or any(m in low for m in PARTIAL_MARKERS)
+
+
 @dataclass(frozen=True)
 class SourceFile:
     uri: str
@@ -32,10 +41,18 @@ def _local_entry(path: Path) -> SourceFile:
     return SourceFile(str(path), f"{st.st_size}:{st.st_mtime_ns}", st.st_size)
 
 
-def discover(source: str) -> list[SourceFile]:
-    """List the media a source holds, sorted by URI."""
+def discover(source: str, *, settle_seconds: float = 0.0) -> list[SourceFile]:
+    """List the media a source holds, sorted by URI.
+
+    Files modified less than ``settle_seconds`` ago, or named like an unfinished download
+    (``*.part``, ``*.tmp``, ...), are left for a later scan: a half-copied file would
+    otherwise be planned (and rejected as truncated) before its writer finished.
+    """
+    import time
+
+    cutoff = time.time() - settle_seconds
     if source.startswith("s3://"):
-        files = _discover_s3(source)
+        files = _discover_s3(source, cutoff)
     else:
         path = Path(source).expanduser().resolve()
         if path.is_file() and path.suffix.lower() in MANIFEST_EXTENSIONS:
@@ -44,14 +61,17 @@ def discover(source: str) -> list[SourceFile]:
             files = [
                 _local_entry(p)
                 for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith(".")
+                if p.is_file()
+                and p.suffix.lower() in MEDIA_EXTENSIONS
+                and not _is_partial(p.name)
+                and p.stat().st_mtime <= cutoff
             ]
         else:
             raise FileNotFoundError(f"source {source!r} is neither a folder, a manifest (.csv/.jsonl) nor an s3:// prefix")
     return sorted(files, key=lambda f: f.uri)
 
 
-def _discover_s3(prefix_uri: str) -> list[SourceFile]:
+def _discover_s3(prefix_uri: str, cutoff: float) -> list[SourceFile]:
     from orchestration.lake import s3_client, split_s3
 
     bucket, prefix = split_s3(prefix_uri)
@@ -59,7 +79,8 @@ def _discover_s3(prefix_uri: str) -> list[SourceFile]:
     for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             key = obj["Key"]
-            if Path(key).suffix.lower() in MEDIA_EXTENSIONS:
+            settled = obj["LastModified"].timestamp() <= cutoff
+            if Path(key).suffix.lower() in MEDIA_EXTENSIONS and not _is_partial(Path(key).name) and settled:
                 out.append(SourceFile(f"s3://{bucket}/{key}", obj["ETag"].strip('"'), int(obj["Size"])))
     return out
 
