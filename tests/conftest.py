@@ -97,3 +97,14 @@ def shipped_models(tmp_path_factory) -> dict[str, str]:
     settings = shipped_settings(tmp_path_factory.mktemp("models"))
     os.environ.update(settings)
     return settings
+
+
+@pytest.fixture(scope="session")
+def demo_corpus_dir() -> Path:
+    """The demo corpus, built once (idempotent, fingerprinted) into SPEAKERLAKE_DEMO_CORPUS
+    (default .cache/demo_corpus) and shared by every test module."""
+    from demo import build_corpus, media
+
+    out = Path(os.environ.get("SPEAKERLAKE_DEMO_CORPUS", str(media.cache_dir().parent / "demo_corpus")))
+    build_corpus.build(out, log=lambda m: None)
+    return out

@@ -39,12 +39,8 @@ REPORT: dict[str, dict] = {}
 
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
-def corpus_dir() -> Path:
-    out = Path(os.environ.get("SPEAKERLAKE_DEMO_CORPUS", str(media.cache_dir().parent / "demo_corpus")))
-    t0 = time.perf_counter()
-    bc.build(out, log=lambda m: print("  [build]", m))
-    REPORT["build"] = {"seconds": round(time.perf_counter() - t0, 1)}
-    return out
+def corpus_dir(demo_corpus_dir) -> Path:
+    return demo_corpus_dir
 
 
 @pytest.fixture(scope="session")

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import polars as pl
 import pytest
+from supervision import box_iou_batch as iou_matrix
 
 from assets.vision import VisionStats, analyze_video
-from assets.vision.bytetrack import iou_matrix
 from assets.vision.decode import iter_frames, video_fps
 from assets.vision.faces import detect_faces, embed_face, landmarks_106, pose_from_kps
 from assets.vision.models import FACE_MODEL_SETTING, execution_providers, load_face_models
@@ -256,13 +256,9 @@ needs_corpus = pytest.mark.skipif(importlib.util.find_spec("demo.build_corpus") 
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory, models):
-    """Build the demo corpus into a tmp dir and run the vision stage on every video once."""
-    import subprocess
-    import sys
-
-    out_dir = tmp_path_factory.mktemp("corpus")
-    subprocess.run([sys.executable, "-m", "demo.build_corpus", "--out", str(out_dir)], check=True, cwd=Path(__file__).resolve().parents[1], capture_output=True)
+def corpus(demo_corpus_dir, models):
+    """The shared demo corpus, with the vision stage run on every video once."""
+    out_dir = demo_corpus_dir
     results = {}
     for video in sorted(out_dir.glob("*.mp4")):
         gt = json.loads(video.with_suffix(".json").read_text())

@@ -55,12 +55,13 @@ CHUNK_S = 5.0  # the segmentation model's training window
 class DiarizationParams:
     step_s: float = 2.5  # segmentation chunk step
     onset: float = 0.5  # local speaker activation threshold
-    min_embed_s: float = 1.0  # clean seconds needed for a reliable d-vector
-    cluster_threshold: float = 0.8  # stop merging below this centroid cosine
+    min_embed_s: float = 1.5  # clean seconds needed for a reliable d-vector
+    cluster_threshold: float = 0.75  # stop merging below this centroid cosine
     max_speakers: int = 6
     min_speaker_s: float = 2.0  # smaller clusters are folded into their nearest neighbour
     min_gap_s: float = 0.25  # bridge same-speaker gaps shorter than this
     min_turn_s: float = 0.2  # drop shorter turns
+    overlap_min_s: float = 0.1  # a turn is flagged ``overlap`` when another speaker shares this much of it
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,14 @@ class Turn:
 
 
 # --------------------------------------------------------------------------- models
-def _segmentation_default_path() -> Path:
-    from demo.shipped_models import package_dir  # tiny module, no heavy imports
+def segmentation_default_path() -> Path:
+    """The PyanNet segmentation checkpoint that ships inside the whisperx wheel (its default VAD)."""
+    import importlib.util
 
-    return package_dir("whisperx") / "assets" / "pytorch_model.bin"
+    spec = importlib.util.find_spec("whisperx")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("whisperx is not installed: set SPEAKERLAKE_SEGMENTATION_MODEL")
+    return Path(list(spec.submodule_search_locations)[0]) / "assets" / "pytorch_model.bin"
 
 
 @lru_cache(maxsize=2)
@@ -409,7 +414,13 @@ def cluster_local_speakers(local: LocalSpeakers, *, min_embed_s: float, threshol
 
 
 def reconstruct_turns(
-    local: LocalSpeakers, labels: np.ndarray, *, min_gap_s: float, min_turn_s: float, overlap_margin: float = 0.0
+    local: LocalSpeakers,
+    labels: np.ndarray,
+    *,
+    min_gap_s: float,
+    min_turn_s: float,
+    overlap_min_s: float = 0.0,
+    overlap_margin: float = 0.0,
 ) -> list[Turn]:
     """Steps 4-5: global speaker activity on the 10 ms grid, then turns."""
     seg, binary, n_grid = local.seg, local.binary, local.n_grid
@@ -448,7 +459,7 @@ def reconstruct_turns(
         for a, b in _runs(active[:, k], min_gap=int(round(min_gap_s / GRID_S))):
             if (b - a) * GRID_S >= min_turn_s:
                 turns.append(Turn(k, round(a * GRID_S, 3), round(b * GRID_S, 3)))
-    return mark_overlaps(turns)
+    return mark_overlaps(turns, min_overlap_s=overlap_min_s)
 
 
 def diarize_resemblyzer(
@@ -478,7 +489,9 @@ def diarize_resemblyzer(
         max_speakers=params.max_speakers,
         min_speaker_s=params.min_speaker_s,
     )
-    return reconstruct_turns(local, labels, min_gap_s=params.min_gap_s, min_turn_s=params.min_turn_s)
+    return reconstruct_turns(
+        local, labels, min_gap_s=params.min_gap_s, min_turn_s=params.min_turn_s, overlap_min_s=params.overlap_min_s
+    )
 
 
 def _runs(mask: np.ndarray, *, min_gap: int) -> list[tuple[int, int]]:
@@ -494,21 +507,28 @@ def _runs(mask: np.ndarray, *, min_gap: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in merged]
 
 
-def mark_overlaps(turns: list[Turn]) -> list[Turn]:
-    """Sort turns by start and flag every turn that another speaker's turn intersects."""
+def mark_overlaps(turns: list[Turn], *, min_overlap_s: float = 0.0) -> list[Turn]:
+    """Sort turns by start; flag a turn when other speakers' turns cover > min_overlap_s of it.
+
+    The overlapped spans themselves are the intersections of turns of different speakers
+    (a self-join of ``speaker_turns``); the flag marks the turns that contain any.
+    """
     turns = sorted(turns, key=lambda t: (t.start, t.end, t.speaker))
-    flags = [False] * len(turns)
+    shared = [0.0] * len(turns)
     for i, t in enumerate(turns):
         for k in range(i + 1, len(turns)):
             u = turns[k]
             if u.start >= t.end:
                 break
-            if u.speaker != t.speaker and min(t.end, u.end) > max(t.start, u.start):
-                flags[i] = flags[k] = True
-    return [Turn(t.speaker, t.start, t.end, f) for t, f in zip(turns, flags)]
+            if u.speaker != t.speaker:
+                ov = min(t.end, u.end) - max(t.start, u.start)
+                if ov > 0:
+                    shared[i] += ov
+                    shared[k] += ov
+    return [Turn(t.speaker, t.start, t.end, sh > min_overlap_s + 1e-9) for t, sh in zip(turns, shared)]
 
 
-def diarize_pyannote(audio: np.ndarray, *, pipeline, max_speakers: int) -> list[Turn]:
+def diarize_pyannote(audio: np.ndarray, *, pipeline, max_speakers: int, overlap_min_s: float = 0.0) -> list[Turn]:
     """Turns from a local pyannote pipeline (speaker count estimated by pyannote, bounded)."""
     import torch
 
@@ -521,7 +541,7 @@ def diarize_pyannote(audio: np.ndarray, *, pipeline, max_speakers: int) -> list[
     for segment, _, label in annotation.itertracks(yield_label=True):
         k = names.setdefault(label, len(names))
         turns.append(Turn(k, round(float(segment.start), 3), round(float(segment.end), 3)))
-    return mark_overlaps(turns)
+    return mark_overlaps(turns, min_overlap_s=overlap_min_s)
 
 
 # --------------------------------------------------------------------------- tables

@@ -4,7 +4,15 @@ per-frame boxes and a per-frame mouth signal.
 Per shot (a tracker never sees two shots):
 
 * **keyframes** every ``det_step`` frames from the shot's first frame, plus the shot's last
-  frame: SCRFD detection, then :class:`~assets.vision.bytetrack.ByteTracker`;
+  frame: SCRFD detection, then ByteTrack (:class:`trackers.ByteTrackTracker`, Roboflow's
+  ``trackers`` package; one tracker instance per shot, updated once per keyframe, so its
+  ``lost_track_buffer`` counts keyframes, see :func:`make_bytetrack`);
+* **track births**: the tracker reports a new track's id only at its second consecutive
+  keyframe (``minimum_consecutive_frames=2``; its first detection comes back with
+  ``tracker_id`` -1). The previous keyframe's detections that started a tracker track are
+  kept, and a newly confirmed id is linked back to the one it grew from (the tracker's
+  predicted box of a one-hit track is its first box, so the link is the same IoU match the
+  tracker made), so a track starts at the keyframe where the face first appeared;
 * **boxes between keyframes** are linearly interpolated between a track's two keyframe
   detections, so ``frames`` covers every video frame of the track; a track missing at up to
   ``max_gap_s`` worth of keyframes is bridged the same way, a longer gap ends it;
@@ -29,9 +37,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+import supervision as sv
+from scipy.optimize import linear_sum_assignment
+from trackers import ByteTrackTracker
 
-from assets.vision.bytetrack import ByteTracker
-from assets.vision.faces import detect_faces, embed_face, landmarks_106, mean_embedding, pose_from_kps
+from assets.vision.faces import Detections, detect_faces, embed_face, landmarks_106, mean_embedding, pose_from_kps
 from assets.vision.models import FaceModels
 from assets.vision.mouth import mouth_opening, resample
 
@@ -49,6 +59,26 @@ class TrackerConfig:
     track_high: float = 0.5
     track_new: float = 0.6
     match_iou: float = 0.2
+
+
+def make_bytetrack(cfg: TrackerConfig) -> ByteTrackTracker:
+    """A ByteTrack for one shot, updated once per detection keyframe, without timestamps
+    (fixed-rate mode: one Kalman step per update, as for the shot's irregular last keyframe).
+
+    Its ``lost_track_buffer`` is in "30 fps frames" scaled by ``frame_rate / 30``, i.e. in
+    update calls when ``frame_rate`` is 30, so it is set to the number of keyframes a face may
+    be missing and still be bridged (``max_gap_frames`` in detection steps, rounded up);
+    ``frame_rate`` has no other effect without timestamps. ``minimum_consecutive_frames=2``:
+    a one-hit track must be matched at the next keyframe or it is dropped (ByteTrack's
+    unconfirmed tracks); its first detection is recovered by :meth:`ShotFaceTracker._track`."""
+    return ByteTrackTracker(
+        lost_track_buffer=max(1, -(-cfg.max_gap_frames // cfg.det_step)),
+        frame_rate=30.0,
+        track_activation_threshold=cfg.track_new,
+        minimum_consecutive_frames=2,
+        minimum_iou_threshold=cfg.match_iou,
+        high_conf_det_threshold=cfg.track_high,
+    )
 
 
 @dataclass
@@ -116,12 +146,10 @@ class ShotFaceTracker:
         self.shot_id = shot_id
         self.start = start_frame
         self.times = times if times is not None else StepTimes()
-        self.tracker = ByteTracker(
-            high_thresh=cfg.track_high,
-            new_thresh=cfg.track_new,
-            match_iou=cfg.match_iou,
-            max_lost=max(1, -(-cfg.max_gap_frames // cfg.det_step)),
-        )
+        self.tracker = make_bytetrack(cfg)
+        self.seen_ids: set[int] = set()
+        # the previous keyframe: (frame, detections, indices of detections that started a tracker track)
+        self.spawned: tuple[int, Detections, list[int]] | None = None
         self.buffer: deque[tuple[int, np.ndarray]] = deque(maxlen=cfg.max_gap_frames + 2 * cfg.det_step + 1)
         self.active: dict[int, _Segment] = {}
         self.closed: list[_Segment] = []
@@ -162,7 +190,7 @@ class ShotFaceTracker:
         t1 = time.perf_counter()
         t.detect += t1 - t0
         t.n_detect += 1
-        matches = self.tracker.update(dets.boxes, dets.scores)
+        matches, births = self._track(f, dets)
         t.track += time.perf_counter() - t1
 
         reach = cfg.max_gap_frames + cfg.det_step
@@ -172,29 +200,63 @@ class ShotFaceTracker:
         fresh: list[tuple[int, int, np.ndarray | None]] = []
         for tid, di in matches:
             seg = self.active.get(tid)
-            emb = None
-            if seg is None or f - seg.last_emb_frame >= cfg.embed_every:
-                emb = self._embed(frame, dets.kps[di])
-            if seg is not None:
-                ref = seg.mean_emb()
-                swapped = emb is not None and ref is not None and float(emb @ ref) < cfg.switch_cos
-                if f - seg.last > reach or swapped:
-                    self._close(tid)
-                    seg = None
             if seg is None:
-                fresh.append((tid, di, emb if emb is not None else self._embed(frame, dets.kps[di])))
+                fresh.append((tid, di, None))
+                continue
+            emb = self._embed(frame, dets.kps[di]) if f - seg.last_emb_frame >= cfg.embed_every else None
+            ref = seg.mean_emb()
+            swapped = emb is not None and ref is not None and float(emb @ ref) < cfg.switch_cos
+            if f - seg.last > reach or swapped:
+                self._close(tid)
+                fresh.append((tid, di, emb))
             else:
                 self._observe(seg, f, dets, di, emb)
         # 2) new tracker ids: continue a track of this shot that lost its tracker id recently
-        #    and shows the same face (ArcFace), else start a track
+        #    and shows the same face (ArcFace), else start a track; a just-confirmed id starts
+        #    at the previous keyframe's detection it grew from
         for tid, di, emb in fresh:
-            seg = self._stitch(f, emb, matched) or _Segment()
+            birth = births.get(tid)
+            first = self._frame(birth[0]) if birth is not None else None
+            if birth is not None and first is not None:
+                fb, db, dj = birth
+                emb0 = self._embed(first, db.kps[dj])
+                seg = self._stitch(fb, emb0, matched) or _Segment()
+                self._observe(seg, fb, db, dj, emb0)
+                if f - seg.last_emb_frame >= cfg.embed_every:
+                    emb = emb if emb is not None else self._embed(frame, dets.kps[di])
+                else:
+                    emb = None
+            else:
+                emb = emb if emb is not None else self._embed(frame, dets.kps[di])
+                seg = self._stitch(f, emb, matched) or _Segment()
             self._observe(seg, f, dets, di, emb)
             self.active[tid] = seg
         # 3) end tracks unseen for longer than the allowed gap
         for tid in list(self.active):
             if tid not in matched and f - self.active[tid].last > cfg.max_gap_frames:
                 self._close(tid)
+
+    def _track(self, f: int, dets: Detections) -> tuple[list[tuple[int, int]], dict[int, tuple[int, Detections, int]]]:
+        """One ByteTrack update: ``(tracker id, detection index)`` of every confirmed track
+        matched here, and for each id confirmed here for the first time, the previous
+        keyframe's ``(frame, detections, index)`` that started it."""
+        out = self.tracker.update(sv.Detections(xyxy=dets.boxes.reshape(-1, 4), confidence=dets.scores, data={"det": np.arange(len(dets))}))
+        ids = [int(i) for i in out.tracker_id] if len(out) else []
+        idx = [int(i) for i in out.data["det"]] if len(out) else []
+        matches = [(tid, di) for tid, di in zip(ids, idx) if tid >= 0]
+        new = [(tid, di) for tid, di in matches if tid not in self.seen_ids]
+        self.seen_ids.update(tid for tid, _ in new)
+        births: dict[int, tuple[int, Detections, int]] = {}
+        if new and self.spawned is not None and self.spawned[2]:
+            fb, db, cand = self.spawned
+            iou = sv.box_iou_batch(dets.boxes[[di for _, di in new]].reshape(-1, 4), db.boxes[cand].reshape(-1, 4))
+            for r, c in zip(*linear_sum_assignment(iou, maximize=True)):
+                if iou[r, c] >= self.cfg.match_iou:
+                    births[new[r][0]] = (fb, db, cand[c])
+        # untracked (-1) detections that cleared both thresholds started a tracker track
+        start = max(self.cfg.track_high, self.cfg.track_new)
+        self.spawned = (f, dets, [di for tid, di in zip(ids, idx) if tid < 0 and dets.scores[di] >= start])
+        return matches, births
 
     def _observe(self, seg: _Segment, f: int, dets, di: int, emb: np.ndarray | None) -> None:
         yaw, pitch = pose_from_kps(dets.kps[di])

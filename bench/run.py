@@ -1,0 +1,159 @@
+"""Benchmark: every stage's time as a ratio measured in the same run.
+
+For each video of a corpus it measures, in one process:
+- the time to decode the same media (all video frames to BGR with PyAV; the audio to 16 kHz mono),
+- each stage's time (audio: VAD, diarization, ASR; vision: shots, detection, tracking,
+  landmarks, ArcFace; binding: sync, assignment, identity, listening),
+and reports stage ÷ decode and the real-time factor (stage seconds ÷ media seconds).
+Model loading is reported separately (it happens once per worker process).
+
+    python -m bench.run --corpus data/demo --out docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import polars as pl
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+class Clock:
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def timed(self, video: str, stage: str, step: str, fn, *args, **kwargs):
+        w0, c0 = time.perf_counter(), _cpu()
+        out = fn(*args, **kwargs)
+        self.add(video, stage, step, time.perf_counter() - w0, _cpu() - c0)
+        return out
+
+    def add(self, video: str, stage: str, step: str, wall: float, cpu: float | None = None):
+        self.rows.append({"video": video, "stage": stage, "step": step, "wall_s": wall, "cpu_s": cpu})
+
+
+def decode_video_frames(path: Path) -> int:
+    n = 0
+    with av.open(str(path)) as c:
+        c.streams.video[0].thread_type = "AUTO"
+        for f in c.decode(video=0):
+            f.to_ndarray(format="bgr24")
+            n += 1
+    return n
+
+
+def bench_video(path: Path, clock: Clock) -> dict:
+    from assets.audio.decode import decode_audio
+    from assets.audio.pipeline import AudioStats, analyze_audio
+    from assets.binding.pipeline import BindingStats, analyze_binding
+    from assets.vision.pipeline import VisionStats, analyze_video
+
+    vid = path.stem
+    with av.open(str(path)) as c:
+        duration = float(c.duration / av.time_base)
+    n_frames = clock.timed(vid, "decode", "video frames (PyAV, BGR)", decode_video_frames, path)
+    audio = clock.timed(vid, "decode", "audio (PyAV, 16 kHz mono)", decode_audio, path)
+
+    a_stats = AudioStats()
+    w0, c0 = time.perf_counter(), _cpu()
+    audio_tables = analyze_audio(vid, path, stats=a_stats)
+    clock.add(vid, "audio", "total", time.perf_counter() - w0, _cpu() - c0)
+    for step, s in a_stats.steps().items():
+        clock.add(vid, "audio", step, s)
+
+    v_stats = VisionStats()
+    w0, c0 = time.perf_counter(), _cpu()
+    vision_tables = analyze_video(vid, path, stats=v_stats)
+    clock.add(vid, "vision", "total", time.perf_counter() - w0, _cpu() - c0)
+    n = max(v_stats.n_frames, 1)
+    for step, ms in v_stats.per_frame_ms().items():
+        if step != "total":
+            clock.add(vid, "vision", step, ms * n / 1000.0)
+
+    b_stats = BindingStats()
+    tables = {**audio_tables, **vision_tables}
+    w0, c0 = time.perf_counter(), _cpu()
+    analyze_binding(vid, audio if isinstance(audio, np.ndarray) else None, tables, stats=b_stats, media_path=path)
+    clock.add(vid, "binding", "total", time.perf_counter() - w0, _cpu() - c0)
+    for step in ("sync", "bind", "identity", "listening"):
+        clock.add(vid, "binding", step, getattr(b_stats, step))
+    return {"video": vid, "duration_s": duration, "frames": n_frames}
+
+
+def report(videos: list[dict], clock: Clock, load_s: dict[str, float]) -> str:
+    df = pl.DataFrame(clock.rows)
+    media_s = sum(v["duration_s"] for v in videos)
+    agg = df.group_by("stage", "step", maintain_order=True).agg(pl.col("wall_s").sum(), pl.col("cpu_s").sum())
+    dec_video = agg.filter((pl.col("stage") == "decode") & pl.col("step").str.starts_with("video"))["wall_s"].item()
+    dec_audio = agg.filter((pl.col("stage") == "decode") & pl.col("step").str.starts_with("audio"))["wall_s"].item()
+    lines = [
+        "# speakerlake benchmark",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores "
+        f"({platform.processor() or platform.machine()}), load average at start {os.getloadavg()[0]:.2f}; "
+        f"{len(videos)} videos, {media_s:.1f} s of media, {sum(v['frames'] for v in videos)} frames.",
+        "Ratios are taken within this one run: *÷ decode* divides by the time to decode the same media "
+        "(video frames for vision and binding, audio for the audio stage); *RTF* divides by the media duration.",
+        "",
+        "| stage | step | wall s | CPU s | ÷ decode | RTF |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in agg.iter_rows(named=True):
+        base = dec_audio if r["stage"] == "audio" else dec_video
+        cpu = "" if r["cpu_s"] is None else f"{r['cpu_s']:.2f}"
+        ratio = "" if r["stage"] == "decode" else f"{r['wall_s'] / base:.1f}×"
+        lines.append(f"| {r['stage']} | {r['step']} | {r['wall_s']:.2f} | {cpu} | {ratio} | {r['wall_s'] / media_s:.3f} |")
+    totals = agg.filter(pl.col("step") == "total")
+    pipeline = float(totals["wall_s"].sum())
+    pipeline_cpu = float(totals["cpu_s"].sum())
+    lines += [
+        "",
+        f"**Whole pipeline (audio + vision + binding): {pipeline:.1f} s wall for {media_s:.1f} s of media = "
+        f"{pipeline / media_s:.3f}× real time** (CPU {pipeline_cpu / media_s:.3f}× of one core; target ≤ 0.35× on 2 cores).",
+        "",
+        "Model loading (once per process): " + ", ".join(f"{k} {v:.1f} s" for k, v in load_s.items()) + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--corpus", default="data/demo")
+    p.add_argument("--out", default="docs/benchmarks.md")
+    args = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    videos = sorted(Path(args.corpus).glob("*.mp4"))
+    clock = Clock()
+    # Warm-up: load every model once on the first video so per-video times exclude loading.
+    t0 = time.perf_counter()
+    from assets.audio.pipeline import warm_up as audio_warm_up
+    from assets.vision.models import load_face_models
+
+    audio_warm_up()
+    load = {"audio models": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    load_face_models()
+    load["face models"] = time.perf_counter() - t0
+    results = [bench_video(v, clock) for v in videos]
+    text = report(results, clock, load)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    Path(args.out).with_suffix(".json").write_text(json.dumps({"videos": results, "rows": clock.rows}, indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
