@@ -21,6 +21,21 @@ def batch_videos(batch_id: str) -> pl.DataFrame:
     return lake.read("videos").filter(pl.col("batch_id") == batch_id).sort("video_id")
 
 
+def mark_stage_done(batch_id: str, stage: str, videos: int) -> None:
+    """Record that ``stage`` finished ``batch_id`` (written last, after all of its tables)."""
+    lake.write(
+        "batch_status",
+        pl.DataFrame([{"batch_id": batch_id, "stage": stage, "videos": videos, "completed_at": datetime.now(timezone.utc)}]),
+    )
+
+
+def completed_batches(stages: set[str]) -> set[str]:
+    """Batches that every one of ``stages`` finished."""
+    st = lake.read("batch_status")
+    done = st.group_by("batch_id").agg(pl.col("stage").unique())
+    return {b for b, ss in zip(done["batch_id"].to_list(), done["stage"].to_list()) if stages <= set(ss)}
+
+
 def reject_rows(batch_id: str, stage: str, items: list[dict]) -> pl.DataFrame:
     """Reject rows keyed by (stage, source, video): a rerun overwrites instead of duplicating."""
     now = datetime.now(timezone.utc)
@@ -61,7 +76,8 @@ def run_per_video(
     """Run ``fn(video_row) -> {table: frame}`` over a batch and write every output table.
 
     A video whose function raises becomes a reject row (reason ``stage_error``) and
-    contributes no rows; the rest of the batch goes on. Outputs are written once per
+    contributes no rows; a result carrying a ``reason`` attribute (the stage had nothing to
+    work on, e.g. no audio) is recorded with that reason too. The rest of the batch goes on. Outputs are written once per
     table for the whole batch, replacing all rows of the batch's videos (idempotent).
     Returns Dagster metadata: row counts, failures, seconds.
     """
@@ -82,6 +98,12 @@ def run_per_video(
                 }
             )
             continue
+        if getattr(result, "reason", None):
+            # The stage ran but the video gave it nothing to work on (e.g. no audio track):
+            # its tables stay empty and the reason is recorded, the video goes on.
+            failed.append(
+                {"source_uri": row.get("source_uri"), "video_id": row["video_id"], "reason": result.reason, "message": getattr(result, "message", "") or ""}
+            )
         for t in outputs:
             df = result.get(t)
             if df is not None and not df.is_empty():
@@ -92,9 +114,11 @@ def run_per_video(
         df = pl.concat(frames[t]) if frames[t] else TABLES[t].empty()
         counts[t] = lake.write(t, df, video_ids=ids)
     replace_rejects(batch_id, stage, reject_rows(batch_id, stage, failed))
+    mark_stage_done(batch_id, stage, len(ids))
     return {
         "videos": len(ids),
-        "failed_videos": len(failed),
+        "failed_videos": sum(1 for f in failed if f["reason"] == "stage_error"),
+        "videos_with_reason": len(failed),
         "seconds": round(time.perf_counter() - t0, 2),
         **{f"rows_{t}": n for t, n in counts.items()},
     }

@@ -136,7 +136,8 @@ def run_source(source: str, lake: str | None = None, batch_size: int | None = No
     import dagster as dg
 
     from assets.ingest.planning import plan_batches, planned_batches
-    from orchestration.definitions import defs
+    from orchestration.batch import completed_batches
+    from orchestration.definitions import STAGES, defs
     from orchestration.partitions import ingest_batches
     from orchestration.settings import get_settings
 
@@ -144,11 +145,15 @@ def run_source(source: str, lake: str | None = None, batch_size: int | None = No
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     new = plan_batches(source, batch_size or settings.batch_max_files)
     known = set(instance.get_dynamic_partitions(ingest_batches.name))
-    pending = [b for b in planned_batches() if b not in known or b in new]
+    job = defs.get_job_def("process_batch")
+    # A batch is done when every stage recorded it in batch_status (in the lake, so this holds
+    # without a persistent Dagster instance); anything else (new, or a run that crashed or
+    # failed) runs again. Writes are idempotent, so rerunning is safe.
+    done = completed_batches(STAGES)
+    pending = [b for b in planned_batches() if b not in done]
     _progress(f"lake {settings.lake}: {len(new)} new batch(es) from {source}; {len(pending)} to run")
     if pending:
         instance.add_dynamic_partitions(ingest_batches.name, [b for b in pending if b not in known])
-    job = defs.get_job_def("process_batch")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     for b in pending:
         t0 = time.perf_counter()

@@ -10,16 +10,21 @@ import os
 
 import dagster as dg
 
+from assets.audio import assets as audio_assets
+from assets.binding import assets as binding_assets
 from assets.ingest import assets as ingest_assets
 from assets.vision import assets as vision_assets
 from orchestration.partitions import ingest_batches
 from orchestration.schedules import periodic_scan
 from orchestration.sensors import PROCESS_JOB, new_media_sensor
 
-STAGE_MODULES = [ingest_assets, vision_assets]
+STAGE_MODULES = [ingest_assets, audio_assets, vision_assets, binding_assets]
 
 all_assets = dg.load_assets_from_modules(STAGE_MODULES)
 all_checks = dg.load_asset_checks_from_modules(STAGE_MODULES)
+# What each batch must have finished (rows of batch_status); binding also records the
+# dataset-wide speaker-id step, which runs after its per-video part.
+STAGES = {"ingest", "audio", "vision", "binding", "binding_ids"}
 
 process_batch = dg.define_asset_job(
     PROCESS_JOB,

@@ -66,6 +66,18 @@ _TABLES = [
         description="Ingest plan: which source files each ingest batch (Dagster partition) holds.",
     ),
     TableSpec(
+        "batch_status",
+        {
+            "batch_id": pl.String,
+            "stage": pl.String,
+            "videos": pl.Int32,
+            "completed_at": pl.Datetime("us", "UTC"),
+        },
+        key=("batch_id", "stage"),
+        write="merge",
+        description="Which stage finished which ingest batch: a batch missing a stage (crashed, failed) is run again.",
+    ),
+    TableSpec(
         "videos",
         {
             "video_id": pl.String,

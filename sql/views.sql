@@ -3,6 +3,7 @@
 -- {lake} is replaced by SPEAKERLAKE_LAKE: a local folder or s3://bucket/prefix.
 -- A table that does not exist yet becomes an empty view with its declared schema.
 CREATE OR REPLACE VIEW batch_files AS SELECT * FROM delta_scan('{lake}/tables/batch_files');
+CREATE OR REPLACE VIEW batch_status AS SELECT * FROM delta_scan('{lake}/tables/batch_status');
 CREATE OR REPLACE VIEW videos AS SELECT * FROM delta_scan('{lake}/tables/videos');
 CREATE OR REPLACE VIEW rejects AS SELECT * FROM delta_scan('{lake}/tables/rejects');
 CREATE OR REPLACE VIEW speech_segments AS SELECT * FROM delta_scan('{lake}/tables/speech_segments');

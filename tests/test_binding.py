@@ -1,8 +1,8 @@
 """Issue 5, binding: lip sync, voice -> face binding, identities, listening labels.
 
 Real media only. The demo corpus (``demo.build_corpus``: real photos and real recordings,
-each face's lips driven by its own voice, ground truth per video) is built once into a tmp
-dir; the upstream stages (``analyze_audio``, ``analyze_video``) run once per video in a
+each face's lips driven by its own voice, ground truth per video) is built once per
+session (conftest's ``demo_corpus_dir``); the upstream stages (``analyze_audio``, ``analyze_video``) run once per video in a
 module fixture and the binding stage on their real outputs. Thresholds were tuned on the
 ``tune`` videos; the ``holdout`` video (other faces and voices) is reported and asserted
 on with the same bars.
@@ -26,7 +26,6 @@ Metrics (all printed in the report):
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -61,12 +60,9 @@ def env(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    from demo.build_corpus import build
-
-    out = tmp_path_factory.mktemp("corpus")
-    build(out, log=lambda *_: None)
-    return out
+def corpus(demo_corpus_dir) -> Path:
+    """The demo corpus (conftest's session fixture: built once, fingerprinted)."""
+    return demo_corpus_dir
 
 
 @pytest.fixture(scope="module")
@@ -358,10 +354,14 @@ def test_unbound_speakers_keep_a_reason(analyzed, params):
     assert row["track_id"] is None and row["reason"] == "low_confidence", row
     other = out["bindings"].filter(pl.col("speaker_local") != ps[gone]).drop_nulls("track_id")
     assert other.height >= 1 and all(tp[t] != gone for t in other["track_id"].to_list())
-    # no audio: nothing to sync, no bindings, identities without speakers
-    out = analyze_binding(name, None, tables, params=params)
-    assert out["sync_scores"].is_empty() and out["listening_segments"].is_empty()
-    assert out["track_identities"]["speaker_local"].null_count() == tables["face_tracks"].height
+    # no audio (None, or the decoder's NoAudio): nothing to sync, identities without speakers
+    from assets.audio.decode import NoAudio
+
+    for missing in (None, NoAudio("no_audio_stream", "no audio stream")):
+        out = analyze_binding(name, missing, tables, params=params)
+        assert out["sync_scores"].is_empty() and out["listening_segments"].is_empty()
+        assert out["bindings"].is_empty()
+        assert out["track_identities"]["speaker_local"].null_count() == tables["face_tracks"].height
 
 
 def test_report(analyzed, capsys):
@@ -567,7 +567,7 @@ def test_syncnet_checkpoint_loading(tmp_path, analyzed, corpus):
         load_syncnet(tmp_path / "bad.pt")
     name, r = next(iter(sorted(analyzed.items())))
     cc = mfcc(r["audio"][:16000])
-    assert cc.shape == (13, 100) and np.isfinite(cc).all()
+    assert cc.shape == (13, 99) and np.isfinite(cc).all()  # 25 ms windows every 10 ms over 1 s (python_speech_features framing)
     t = r["tables"]["face_tracks"].row(0, named=True)
     with av.open(str(corpus / f"{name}.mp4")) as c:
         frame = next(iter(c.decode(video=0))).to_ndarray(format="bgr24")

@@ -133,6 +133,41 @@ def run_asr(audio: np.ndarray, regions: list[tuple[float, float]], asr_dir: Path
     return result
 
 
+def preload_models() -> dict[str, float]:
+    """Load (and cache) every configured model; returns seconds per model.
+
+    Optional: ``analyze_audio`` loads lazily. Useful to keep model loading out of
+    per-video timings (RTF) or to warm a worker.
+    """
+    out: dict[str, float] = {}
+    device = _torch_device()
+    t = time.perf_counter()
+    vad_mod.load_vad(str(model_dir("SPEAKERLAKE_VAD_MODEL", what="silero VAD (ONNX)")))
+    out["vad"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if os.environ.get("SPEAKERLAKE_PYANNOTE_DIR"):
+        diar.load_pyannote_pipeline(str(model_dir("SPEAKERLAKE_PYANNOTE_DIR", what="pyannote diarization pipeline")), device)
+    else:
+        diar.load_voice_encoder(str(model_dir("SPEAKERLAKE_SPEAKER_MODEL", what="resemblyzer speaker encoder")), device)
+        seg_path = (
+            model_dir("SPEAKERLAKE_SEGMENTATION_MODEL", what="pyannote segmentation model")
+            if os.environ.get("SPEAKERLAKE_SEGMENTATION_MODEL")
+            else diar.segmentation_default_path()
+        )
+        diar.load_segmentation(str(seg_path), device)
+    out["diarization"] = time.perf_counter() - t
+    t = time.perf_counter()
+    device, compute_type = asr_mod.device_and_compute_type()
+    asr_mod.load_asr(
+        str(model_dir("SPEAKERLAKE_ASR_MODEL_DIR", what="Whisper ASR model (CTranslate2)")),
+        device,
+        compute_type,
+        os.environ.get("SPEAKERLAKE_ASR_LANGUAGE") or None,
+    )
+    out["asr"] = time.perf_counter() - t
+    return out
+
+
 # --------------------------------------------------------------------------- entry point
 def analyze_audio(video_id: str, media_path: str | Path) -> AudioTables:
     """All four audio tables of one video (see the module doc)."""

@@ -11,7 +11,7 @@ from assets.audio.decode import decode_audio
 from assets.binding.pipeline import analyze_binding, assign_batch_speaker_ids
 from assets.binding.speakers import speakers_rollup
 from orchestration import lake
-from orchestration.batch import batch_videos, run_per_video
+from orchestration.batch import batch_videos, mark_stage_done, run_per_video
 from orchestration.partitions import ingest_batches
 from orchestration.tables import TABLES
 
@@ -69,6 +69,7 @@ def binding(context: dg.AssetExecutionContext):
         )
     )
     n_sp = lake.write("speakers", speakers_rollup(members))
+    mark_stage_done(batch_id, "binding_ids", len(ids))
     common = {"videos": meta["videos"], "failed_videos": meta["failed_videos"], "stage_seconds": meta["seconds"]}
     for t in PER_VIDEO:
         yield dg.MaterializeResult(asset_key=t, metadata={"rows": meta[f"rows_{t}"], **common})

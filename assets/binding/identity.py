@@ -32,7 +32,10 @@ themselves (average linkage on cosine distance, cut at ``1 - threshold``); each 
 cluster gets ``speaker_id = "spk_" + sha1("<video_id>/<track_id>")[:12]`` of its first
 member track (smallest (video_id, track_id)), so ids are stable across reruns.
 The existing lake is never re-clustered: joined clusters only update their running
-centroid (track-count weighted) and counts.
+centroid (duration-weighted, like `assets.binding.speakers.speakers_rollup`) and counts.
+The counts in the upsert are incremental (existing + this batch), so they double-count a
+video processed twice; the Dagster asset therefore recomputes the ``speakers`` rows from
+all member tracks (`speakers_rollup`) and uses only the ids from here.
 """
 
 from __future__ import annotations
@@ -140,8 +143,8 @@ def video_identities(video_id: str, face_tracks: pl.DataFrame, sync_scores: pl.D
             alt, alt_cos = nearest(t, exclude=None)
             cos = alt_cos
             final = alt if alt is not None and alt_cos >= same_cos else None
-        if final is None and e is not None and cos is None and centroids:
-            cos = max(float(e @ c) for c in centroids.values())
+        if final is None:
+            cos = max((float(e @ c) for c in centroids.values()), default=None) if e is not None else None
         rows.append({"video_id": video_id, "track_id": t, "speaker_local": final, "speaker_id": None, "cosine": cos, "reassigned": reassigned})
     return spec.conform(pl.DataFrame(rows, schema=spec.polars_schema))
 
@@ -229,7 +232,7 @@ def assign_speaker_ids(track_embeddings_df: pl.DataFrame, existing_speakers_df: 
         sid = unit_spk[k]
         a = agg.setdefault(sid, {"sum": 0.0, "n": 0, "sec": 0.0, "videos": set()})
         for m in units[k]:
-            a["sum"] = a["sum"] + m["emb"]
+            a["sum"] = a["sum"] + m["w"] * m["emb"]
             a["n"] += 1
             a["sec"] += float(m["seconds"] or 0.0)
             a["videos"].add(m["video_id"])
@@ -239,7 +242,8 @@ def assign_speaker_ids(track_embeddings_df: pl.DataFrame, existing_speakers_df: 
         old = ex_rows.get(sid)
         if old is not None:
             n_old = int(old["n_tracks"] or 0)
-            c = _unit(_unit(np.asarray(old["centroid"], dtype=np.float64)) * n_old + a["sum"])
+            w_old = max(float(old["seconds"] or 0.0), 1e-3 * n_old)
+            c = _unit(_unit(np.asarray(old["centroid"], dtype=np.float64)) * w_old + a["sum"])
             rows.append({"speaker_id": sid, "centroid": c.astype(np.float32).tolist(), "n_videos": int(old["n_videos"] or 0) + len(a["videos"]), "n_tracks": n_old + a["n"], "seconds": float(old["seconds"] or 0.0) + a["sec"]})
         else:
             c = _unit(a["sum"])

@@ -79,7 +79,8 @@ def analyze_binding(
     """Binding tables of one video.
 
     ``audio``: the video's 16 kHz mono waveform (`assets.audio.decode.decode_audio`), or
-    None when it has none. ``tables``: that video's ``face_tracks``, ``shots``,
+    None (or its ``NoAudio``) when it has none: then no sync, no bindings, identities
+    without speakers and no listening. ``tables``: that video's ``face_tracks``, ``shots``,
     ``speaker_turns``, ``video_speakers`` and ``transcripts``. ``backend`` defaults to the
     ``SPEAKERLAKE_SYNC_BACKEND`` setting; ``syncnet`` also needs ``media_path``.
     """
@@ -91,10 +92,11 @@ def analyze_binding(
     turns = _table(tables, "speaker_turns")
     transcripts = _table(tables, "transcripts")
     vs = _table(tables, "video_speakers")
+    if not isinstance(audio, np.ndarray) or audio.size == 0:  # None or a decode_audio NoAudio
+        audio = None
+        turns = turns.clear()
     fps = fps or video_fps(tables)
     n_frames = video_frames(tables, audio, fps)
-    if audio is None:
-        turns = turns.clear()
 
     t0 = time.perf_counter()
     windows = sync_windows(tracks, turns, fps, min_overlap_s=params.sync_min_overlap_s, trim_s=params.sync_turn_trim_s)
@@ -122,7 +124,7 @@ def analyze_binding(
     t1 = time.perf_counter()
     stats.sync = t1 - t0
 
-    speakers = sorted(set(vs["speaker_local"].to_list()) | set(turns["speaker_local"].to_list()))
+    speakers = sorted(set(vs["speaker_local"].to_list()) | set(turns["speaker_local"].to_list())) if audio is not None else []
     bindings = bind_speakers(video_id, speakers, sync, min_confidence=params.bind_min_confidence, prior_s=params.bind_prior_s)
     t2 = time.perf_counter()
     stats.bind = t2 - t1

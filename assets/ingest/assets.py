@@ -7,7 +7,7 @@ import polars as pl
 from assets.ingest.ingest import ingest_file
 from assets.ingest.planning import batch_plan
 from orchestration import lake
-from orchestration.batch import reject_rows, replace_rejects
+from orchestration.batch import mark_stage_done, reject_rows, replace_rejects
 from orchestration.partitions import ingest_batches
 from orchestration.tables import TABLES
 from orchestration.thresholds import threshold
@@ -50,6 +50,7 @@ def ingest(context: dg.AssetExecutionContext):
         context.log.info(f"ingest {i}/{plan.height}: {f['source_uri']}")
     n_new = lake.write("videos", pl.DataFrame(rows) if rows else TABLES["videos"].empty())
     replace_rejects(batch_id, "ingest", reject_rows(batch_id, "ingest", rejects))
+    mark_stage_done(batch_id, "ingest", plan.height)
     by_reason = {}
     for r in rejects:
         by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + 1
