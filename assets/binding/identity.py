@@ -12,7 +12,8 @@ Within a video (`video_identities`), every face track gets a ``speaker_local`` (
    re-normalised mean of the anchor tracks plus the sync-labelled tracks whose cosine to
    the anchor is at least ``outlier_cos``.
 3. *Correction*: a sync-labelled track (other than the bound one) whose cosine to its
-   speaker's centroid is below ``outlier_cos`` is an outlier: it is reassigned to the
+   speaker's centroid is below ``outlier_cos``, or which is on screen together with that
+   speaker's anchor track, is an outlier: it is reassigned to the
    nearest other centroid if that cosine is at least ``same_cos``, else to nobody
    (``reassigned`` = true in both cases).
 4. *Propagation*: a track with no sync label joins the nearest centroid with cosine at
