@@ -9,6 +9,7 @@ STAMP := $(VENV)/.speakerlake-installed
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: demo test install corpus run ui bench clean
 
