@@ -424,3 +424,18 @@ def test_words_take_the_speaker_of_the_turn_they_overlap_most():
     seg = asr_mod.AsrSegment(0.0, 5.2, "a b c", -0.3, 0.1, 1.1, words[:3])
     rows = asr_mod.transcript_rows(asr_mod.AsrResult([seg], "en", None), turns, max_gap_s=1.5)
     assert [(r["speaker_local"], r["text"], r["avg_logprob"]) for r in rows] == [("A", "a b", -0.3), ("B", "c", -0.3)]
+
+
+@pytest.mark.parametrize("name", ["conv_a", "conv_b", "mono"])
+def test_demo_corpus_turns_are_recovered(audio_env, demo_corpus_dir, name):
+    """The composed demo conversations: speaker count right and DER (0.25 s collar) <= 15 %.
+
+    conv_b is the holdout video (not used to tune any threshold)."""
+    gt = json.loads((demo_corpus_dir / f"{name}.json").read_text())
+    result = analyze_audio(name, demo_corpus_dir / f"{name}.mp4")
+    reference = [(t["start"], t["end"], t["person"]) for t in gt["turns"]]
+    hypothesis = turns_of(result["speaker_turns"])
+    assert len({s for _, _, s in hypothesis}) == len(gt["people"])
+    scores = der(reference, hypothesis, collar=0.5, duration=gt["duration"])
+    print(f"{name}: DER {scores['diarization error rate']:.3f} (split {gt['split']})")
+    assert scores["diarization error rate"] <= 0.15

@@ -68,6 +68,20 @@ def test_every_table_filled(clean_lake):
     )
 
 
+def test_duckdb_agrees_with_deltalake_on_every_table(clean_lake):
+    """Guard against silent wrong results in the query layer (duckdb-delta #303/#304)."""
+    con = lake.duckdb_connection(clean_lake)
+    for name in TABLES:
+        assert con.sql(f"SELECT count(*) FROM {name}").fetchone()[0] == lake.count(name, clean_lake), name
+    # A join users run: speaking seconds per dataset-wide speaker.
+    rows = con.sql(
+        """SELECT ti.speaker_id, sum(t."end" - t.start) AS s
+           FROM speaker_turns t JOIN track_identities ti USING (video_id, speaker_local)
+           WHERE ti.speaker_id IS NOT NULL GROUP BY 1"""
+    ).fetchall()
+    assert rows and all(s > 0 for _, s in rows)
+
+
 def test_rerun_changes_nothing(clean_lake, inbox):
     before = snapshot(clean_lake)
     # Force the batch to run again: drop its completion marks, as a crashed run would leave them.
