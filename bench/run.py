@@ -91,7 +91,28 @@ def bench_video(path: Path, clock: Clock) -> dict:
     return {"video": vid, "duration_s": duration, "frames": n_frames}
 
 
-def report(videos: list[dict], clock: Clock, load_s: dict[str, float]) -> str:
+def concurrent_pass(paths: list[Path]) -> float:
+    """Wall seconds for the whole pipeline with the audio and vision stages of each video
+    running at the same time (two threads: their model kernels release the GIL), the way a
+    2-core worker overlaps the two independent Dagster assets. Models are already loaded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from assets.audio.decode import decode_audio
+    from assets.audio.pipeline import analyze_audio
+    from assets.binding.pipeline import analyze_binding
+    from assets.vision.pipeline import analyze_video
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        for path in paths:
+            fa = pool.submit(analyze_audio, path.stem, path)
+            fv = pool.submit(analyze_video, path.stem, path)
+            audio = decode_audio(path)
+            analyze_binding(path.stem, audio if isinstance(audio, np.ndarray) else None, {**fa.result(), **fv.result()}, media_path=path)
+    return time.perf_counter() - t0
+
+
+def report(videos: list[dict], clock: Clock, load_s: dict[str, float], concurrent_s: float | None = None) -> str:
     df = pl.DataFrame(clock.rows)
     media_s = sum(v["duration_s"] for v in videos)
     agg = df.group_by("stage", "step", maintain_order=True).agg(pl.col("wall_s").sum(), pl.col("cpu_s").sum())
@@ -111,7 +132,7 @@ def report(videos: list[dict], clock: Clock, load_s: dict[str, float]) -> str:
     ]
     for r in agg.iter_rows(named=True):
         base = dec_audio if r["stage"] == "audio" else dec_video
-        cpu = "" if r["cpu_s"] is None else f"{r['cpu_s']:.2f}"
+        cpu = "" if not r["cpu_s"] else f"{r['cpu_s']:.2f}"
         ratio = "" if r["stage"] == "decode" else f"{r['wall_s'] / base:.1f}×"
         lines.append(f"| {r['stage']} | {r['step']} | {r['wall_s']:.2f} | {cpu} | {ratio} | {r['wall_s'] / media_s:.3f} |")
     totals = agg.filter(pl.col("step") == "total")
@@ -119,9 +140,17 @@ def report(videos: list[dict], clock: Clock, load_s: dict[str, float]) -> str:
     pipeline_cpu = float(totals["cpu_s"].sum())
     lines += [
         "",
-        f"**Whole pipeline (audio + vision + binding): {pipeline:.1f} s wall for {media_s:.1f} s of media = "
-        f"{pipeline / media_s:.3f}× real time** (CPU {pipeline_cpu / media_s:.3f}× of one core; target ≤ 0.35× on 2 cores).",
+        f"Whole pipeline, stages one after another: {pipeline:.1f} s wall for {media_s:.1f} s of media = "
+        f"{pipeline / media_s:.3f}× real time (CPU {pipeline_cpu / media_s:.3f}× of one core).",
         "",
+    ]
+    if concurrent_s is not None:
+        lines += [
+            f"**Whole pipeline with audio ∥ vision on 2 cores (measured in this run): {concurrent_s:.1f} s for "
+            f"{media_s:.1f} s of media = {concurrent_s / media_s:.3f}× real time** (target ≤ 0.35×).",
+            "",
+        ]
+    lines += [
         "Model loading (once per process): " + ", ".join(f"{k} {v:.1f} s" for k, v in load_s.items()) + ".",
         "",
     ]
@@ -142,7 +171,8 @@ def main() -> None:
     bench_video(videos[0], Clock())
     load = {"warm-up pass incl. model loading": time.perf_counter() - t0}
     results = [bench_video(v, clock) for v in videos]
-    text = report(results, clock, load)
+    concurrent_s = concurrent_pass(videos)
+    text = report(results, clock, load, concurrent_s)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
     Path(args.out).with_suffix(".json").write_text(json.dumps({"videos": results, "rows": clock.rows}, indent=1))

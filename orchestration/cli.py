@@ -111,7 +111,7 @@ def status_frame(lake: str | None = None) -> pl.DataFrame:
 def _cmd_status(args) -> int:
     from orchestration import lake as lk
 
-    print(f"lake: {lk.lake_uri(args.lake)}")
+    print(f"lake: {lk.lake_uri(args.lake or None) if not args.lake else lk.lake_uri(str(Path(args.lake).resolve()) if not args.lake.startswith("s3://") else args.lake)}")
     print(format_table(status_frame(args.lake)))
     bf = lk.read("batch_files", args.lake)
     if bf.height:
@@ -145,7 +145,7 @@ def run_source(source: str, lake: str | None = None, batch_size: int | None = No
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     new = plan_batches(source, batch_size or settings.batch_max_files)
     known = set(instance.get_dynamic_partitions(ingest_batches.name))
-    job = defs.get_job_def("process_batch")
+    job = defs.resolve_job_def("process_batch")
     # A batch is done when every stage recorded it in batch_status (in the lake, so this holds
     # without a persistent Dagster instance); anything else (new, or a run that crashed or
     # failed) runs again. Writes are idempotent, so rerunning is safe.
