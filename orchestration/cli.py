@@ -111,7 +111,7 @@ def status_frame(lake: str | None = None) -> pl.DataFrame:
 def _cmd_status(args) -> int:
     from orchestration import lake as lk
 
-    print(f"lake: {lk.lake_uri(args.lake or None) if not args.lake else lk.lake_uri(str(Path(args.lake).resolve()) if not args.lake.startswith("s3://") else args.lake)}")
+    print(f"lake: {lk.lake_uri()}")  # SPEAKERLAKE_LAKE, resolved (main() sets it from --lake)
     print(format_table(status_frame(args.lake)))
     bf = lk.read("batch_files", args.lake)
     if bf.height:

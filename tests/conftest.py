@@ -108,3 +108,15 @@ def demo_corpus_dir() -> Path:
     out = Path(os.environ.get("SPEAKERLAKE_DEMO_CORPUS", str(media.cache_dir().parent / "demo_corpus")))
     build_corpus.build(out, log=lambda m: None)
     return out
+
+
+@pytest.fixture(scope="module")
+def model_env(tmp_path_factory):
+    """The shipped model settings in the environment for one test module, restored afterwards."""
+    from demo.shipped_models import shipped_settings
+
+    settings = shipped_settings(tmp_path_factory.mktemp("models"))
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in settings.items():
+            mp.setenv(k, v)
+        yield mp, settings

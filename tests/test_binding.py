@@ -47,16 +47,10 @@ REPORT: dict[str, dict] = {}
 
 # ---------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    from demo.shipped_models import shipped_settings
-
-    settings = shipped_settings(tmp_path_factory.mktemp("models"))
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in settings.items():
-            mp.setenv(k, v)
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.delenv("SPEAKERLAKE_SYNC_BACKEND", raising=False)
-        yield settings
+def env(model_env):
+    mp, settings = model_env
+    mp.delenv("SPEAKERLAKE_SYNC_BACKEND", raising=False)
+    return settings
 
 
 @pytest.fixture(scope="module")

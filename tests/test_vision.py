@@ -35,14 +35,8 @@ FPS = 25
 
 # ---------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def face_env(tmp_path_factory):
-    from demo.shipped_models import shipped_settings
-
-    settings = shipped_settings(tmp_path_factory.mktemp("models"))
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in settings.items():
-            mp.setenv(k, v)
-        yield settings
+def face_env(model_env):
+    return model_env[1]
 
 
 @pytest.fixture(scope="module")
