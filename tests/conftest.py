@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -11,8 +12,13 @@ import pytest
 # Nothing in the test suite may reach a model hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("SPEAKERLAKE_EXECUTOR", "in_process")
+os.environ["SPEAKERLAKE_EXECUTOR"] = "in_process"
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+# Tests (and the CLI processes they start) get their own Dagster instance: `make test` must
+# not add runs or partitions to the user's dagster_home.
+_home = tempfile.mkdtemp(prefix="speakerlake-test-dagster-home-")
+Path(_home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+os.environ["DAGSTER_HOME"] = _home
 
 TEST_SECRET = "test-secret-" + uuid.uuid4().hex  # must never show up in logs or metadata
 
