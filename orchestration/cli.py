@@ -128,11 +128,17 @@ def _progress(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def run_source(source: str, lake: str | None = None, batch_size: int | None = None) -> list[str]:
-    """Plan new batches from ``source`` and materialize every asset for each, in process."""
+def run_source(source: str, lake: str | None = None, batch_size: int | None = None, *, parallel: bool = True) -> list[str]:
+    """Plan new batches from ``source`` and materialize every asset for each.
+
+    ``parallel`` (default on machines with 2+ cores) runs each batch with Dagster's
+    multiprocess executor, so independent stages (audio and vision) run at the same time;
+    otherwise the batch runs in this process, one stage after another.
+    """
     if lake:
         os.environ["SPEAKERLAKE_LAKE"] = lake
-    os.environ.setdefault("SPEAKERLAKE_EXECUTOR", "in_process")
+    parallel = parallel and (os.cpu_count() or 1) > 1
+    os.environ["SPEAKERLAKE_EXECUTOR"] = "multiprocess" if parallel else "in_process"
     import dagster as dg
 
     from assets.ingest.planning import plan_batches, planned_batches
@@ -142,7 +148,10 @@ def run_source(source: str, lake: str | None = None, batch_size: int | None = No
     from orchestration.settings import get_settings
 
     settings = get_settings()
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    if os.environ.get("DAGSTER_HOME"):
+        instance = dg.DagsterInstance.get()
+    else:  # the multiprocess executor needs a persistent instance; a temporary one will do
+        instance = dg.DagsterInstance.local_temp() if parallel else dg.DagsterInstance.ephemeral()
     new = plan_batches(source, batch_size or settings.batch_max_files)
     known = set(instance.get_dynamic_partitions(ingest_batches.name))
     job = defs.resolve_job_def("process_batch")
@@ -158,13 +167,22 @@ def run_source(source: str, lake: str | None = None, batch_size: int | None = No
     for b in pending:
         t0 = time.perf_counter()
         _progress(f"batch {b}: running {len(job.asset_layer.executable_asset_keys)} assets")
-        result = job.execute_in_process(partition_key=b, instance=instance, run_config=quiet, raise_on_error=False)
-        for ev in result.all_events:
+        if parallel:
+            recon = dg.build_reconstructable_job(
+                "orchestration.definitions", "process_batch_job", reconstructor_working_directory=str(Path(__file__).resolve().parent.parent)
+            )
+            config = {**quiet, "execution": {"config": {"max_concurrent": os.cpu_count()}}}
+            with dg.execute_job(recon, instance, run_config=config, tags={"dagster/partition": b}) as result:
+                events, ok = list(result.all_events), result.success
+        else:
+            result = job.execute_in_process(partition_key=b, instance=instance, run_config=quiet, raise_on_error=False)
+            events, ok = result.all_events, result.success
+        for ev in events:
             if ev.event_type_value == "ASSET_MATERIALIZATION":
                 mat = ev.event_specific_data.materialization
                 meta = {k: v.value for k, v in mat.metadata.items()}
                 _progress(f"  {mat.asset_key.to_user_string():<20} {meta}")
-        if not result.success:
+        if not ok:
             _progress(f"batch {b}: FAILED after {time.perf_counter() - t0:.1f}s (see `dagster` UI for the run log)")
             raise SystemExit(1)
         _progress(f"batch {b}: done in {time.perf_counter() - t0:.1f}s")
@@ -172,7 +190,7 @@ def run_source(source: str, lake: str | None = None, batch_size: int | None = No
 
 
 def _cmd_run(args) -> int:
-    run_source(args.source, args.lake, args.batch_size)
+    run_source(args.source, args.lake, args.batch_size, parallel=not args.in_process)
     print()
     _cmd_status(argparse.Namespace(lake=args.lake))
     return 0
@@ -185,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("source")
     r.add_argument("--lake", default=None, help="lake URI (default SPEAKERLAKE_LAKE or ./lake)")
     r.add_argument("--batch-size", type=int, default=None)
+    r.add_argument("--in-process", action="store_true", help="run stages one after another in this process (no worker processes)")
     r.set_defaults(fn=_cmd_run)
     q = sub.add_parser("sql", help="read-only DuckDB SQL over the lake's tables")
     q.add_argument("query")

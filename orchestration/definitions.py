@@ -53,3 +53,8 @@ defs = dg.Definitions(
     schedules=[periodic_scan],
     executor=_executor(),
 )
+
+
+def process_batch_job() -> dg.JobDefinition:
+    """The resolved batch job, importable by name so worker processes can rebuild it."""
+    return defs.resolve_job_def(PROCESS_JOB)
