@@ -42,6 +42,10 @@ def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
 
 
+def aws_region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
 def storage_options(uri: str) -> dict[str, str] | None:
     """delta-rs / Polars storage options for ``uri`` (None for local paths)."""
     if not is_s3(uri):
@@ -55,7 +59,7 @@ def storage_options(uri: str) -> dict[str, str] | None:
     ):
         if os.environ.get(env):
             opts[key] = os.environ[env]
-    opts["AWS_REGION"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    opts["AWS_REGION"] = aws_region()
     if opts.get("AWS_ENDPOINT_URL", "").startswith("http://"):
         opts["AWS_ALLOW_HTTP"] = "true"
     return opts
@@ -67,7 +71,7 @@ def s3_client():
     return boto3.client(
         "s3",
         endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        region_name=aws_region(),
     )
 
 
@@ -92,10 +96,9 @@ def table_exists(name: str, lake: str | None = None) -> bool:
 
 def scan(name: str, lake: str | None = None) -> pl.LazyFrame:
     """Lazy scan of a table; an empty frame with the declared schema if it does not exist yet."""
-    spec = TABLES[name]
+    if not table_exists(name, lake):
+        return TABLES[name].empty().lazy()
     uri = table_uri(name, lake)
-    if not DeltaTable.is_deltatable(uri, storage_options=storage_options(uri)):
-        return spec.empty().lazy()
     # Polars, not DeltaTable.to_pyarrow_table(): the latter can abort the process at exit on S3.
     return pl.scan_delta(uri, storage_options=storage_options(uri))
 
@@ -262,7 +265,7 @@ def load_packaged_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
 
 def _duckdb_s3_secret(con: duckdb.DuckDBPyConnection) -> None:
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    params = {"TYPE": "S3", "REGION": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    params = {"TYPE": "S3", "REGION": aws_region()}
     if os.environ.get("AWS_ACCESS_KEY_ID"):
         params["KEY_ID"] = os.environ["AWS_ACCESS_KEY_ID"]
         params["SECRET"] = os.environ.get("AWS_SECRET_ACCESS_KEY", "")

@@ -23,12 +23,6 @@ class Settings:
     batch_max_files: int
     settle_seconds: float
     scan_cron: str
-    aws_endpoint_url: str | None
-    aws_region: str | None
-
-    @property
-    def lake_is_s3(self) -> bool:
-        return self.lake.startswith("s3://")
 
 
 def _lake_default() -> str:
@@ -45,8 +39,6 @@ def get_settings() -> Settings:
         batch_max_files=int(os.environ.get("SPEAKERLAKE_BATCH_MAX_FILES", "500")),
         settle_seconds=float(os.environ.get("SPEAKERLAKE_SETTLE_SECONDS", "30")),
         scan_cron=os.environ.get("SPEAKERLAKE_SCAN_CRON", "0 * * * *"),
-        aws_endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-        aws_region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
     )
 
 

@@ -191,9 +191,10 @@ def test_duckdb_counts_equal_deltalake(lake_uri, tmp_path, ingest_inputs):
     assert con.sql("SELECT count(*) FROM videos").fetchone()[0] == 2
 
 
-def test_no_credentials_in_metadata_or_logs(lake_uri, tmp_path, ingest_inputs, capfd):
-    if not lake_uri.startswith("s3://"):
-        pytest.skip("credentials only exist for the S3 lake")
+def test_no_credentials_in_metadata_or_logs(tmp_path, ingest_inputs, moto_endpoint, monkeypatch, capfd):
+    from tests.conftest import _use_s3
+
+    monkeypatch.setenv("SPEAKERLAKE_LAKE", _use_s3(monkeypatch, moto_endpoint))  # only S3 lakes have credentials
     src = _source_with(tmp_path, ingest_inputs, ["good_bikes", "empty_file"])
     [batch] = plan_batches(str(src), max_files=10)
     inst = dg.DagsterInstance.ephemeral()

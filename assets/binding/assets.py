@@ -9,6 +9,7 @@ import polars as pl
 
 from assets.audio.decode import decode_audio
 from assets.binding.pipeline import analyze_binding, assign_batch_speaker_ids
+from assets.binding.identity import track_embedding_columns
 from assets.binding.speakers import speakers_rollup
 from orchestration import lake
 from orchestration.batch import batch_videos, mark_stage_done, run_per_video
@@ -57,17 +58,11 @@ def binding(context: dg.AssetExecutionContext):
     ti, _ = assign_batch_speaker_ids(batch_ti, upstream["face_tracks"], existing)
     n_ti = lake.write("track_identities", ti, video_ids=ids)
     touched = sorted(set(ti["speaker_id"].drop_nulls().to_list()))
-    members = (
-        lake.scan("track_identities")
-        .filter(pl.col("speaker_id").is_in(touched))
-        .select("speaker_id", "video_id", "track_id")
-        .collect()
-        .join(
-            lake.scan("face_tracks").select("video_id", "track_id", "embedding", seconds=pl.col("end") - pl.col("start")).collect(),
-            on=["video_id", "track_id"],
-            how="left",
-        )
-    )
+    members = lake.scan("track_identities").filter(pl.col("speaker_id").is_in(touched)).select("speaker_id", "video_id", "track_id").collect()
+    member_tracks = track_embedding_columns(
+        lake.scan("face_tracks").filter(pl.col("video_id").is_in(members["video_id"].unique().to_list()))
+    ).collect()
+    members = members.join(member_tracks, on=["video_id", "track_id"], how="left")
     n_sp = lake.write("speakers", speakers_rollup(members))
     mark_stage_done(batch_id, "binding_ids", len(ids))
     common = {"videos": meta["videos"], "failed_videos": meta["failed_videos"], "stage_seconds": meta["seconds"]}

@@ -151,10 +151,15 @@ def video_identities(video_id: str, face_tracks: pl.DataFrame, sync_scores: pl.D
 
 
 # ---------------------------------------------------------------- dataset-wide ids
+def track_embedding_columns(face_tracks: pl.DataFrame | pl.LazyFrame):
+    """Each track's key, ArcFace embedding and duration (``seconds``)."""
+    return face_tracks.select("video_id", "track_id", "embedding", seconds=pl.col("end") - pl.col("start"))
+
+
 def track_embeddings(track_identities: pl.DataFrame, face_tracks: pl.DataFrame) -> pl.DataFrame:
     """The input of `assign_speaker_ids`: track_identities joined with each track's
     ArcFace embedding and duration (``seconds``)."""
-    ft = face_tracks.select("video_id", "track_id", "embedding", seconds=pl.col("end") - pl.col("start"))
+    ft = track_embedding_columns(face_tracks)
     return track_identities.drop("speaker_id", strict=False).join(ft, on=["video_id", "track_id"], how="left")
 
 

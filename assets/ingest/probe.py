@@ -141,11 +141,12 @@ def probe_video(path: Path, *, min_duration_s: float = MIN_DURATION_S) -> VideoP
             declared = max(declared or 0.0, float(vs.duration * vs.time_base))
 
         # Demux every video packet (no decoding: cheap) to learn the real extent of the data.
-        n_packets, last_end, first_pts = 0, 0.0, None
+        n_packets, n_bytes, last_end, first_pts = 0, 0, 0.0, None
         try:
             for pkt in container.demux(vs):
                 if pkt.size == 0 or pkt.pts is None:
                     continue
+                n_bytes += pkt.size
                 t = float(pkt.pts * pkt.time_base)
                 first_pts = t if first_pts is None else min(first_pts, t)
                 last_end = max(last_end, t + float((pkt.duration or 0) * pkt.time_base))
@@ -169,7 +170,7 @@ def probe_video(path: Path, *, min_duration_s: float = MIN_DURATION_S) -> VideoP
         bitrate = vs.codec_context.bit_rate or 0
         if not bitrate and duration > 0:
             # Streams without a bitrate tag: video bits over time, from the demuxed packets.
-            bitrate = int(_video_bytes(path) * 8 / duration)
+            bitrate = int(n_bytes * 8 / duration)
         a = astreams[0] if astreams else None
         return VideoProbe(
             sha256=sha256_file(path),
@@ -187,11 +188,6 @@ def probe_video(path: Path, *, min_duration_s: float = MIN_DURATION_S) -> VideoP
             audio_rate=a.codec_context.sample_rate if a else None,
             audio_channels=a.codec_context.channels if a else None,
         )
-
-
-def _video_bytes(path: Path) -> int:
-    with av.open(str(path)) as c:
-        return sum(p.size for p in c.demux(c.streams.video[0]))
 
 
 def _check_decodes(path: Path, duration: float, frames_per_probe: int = 3) -> None:
