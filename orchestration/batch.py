@@ -1,5 +1,19 @@
-"""Per-batch plumbing shared by every stage asset: which videos a batch holds, running a
-pure per-video function with failures turned into reject rows, and idempotent writes.
+"""Per-batch plumbing shared by every stage asset: which videos a run covers, running a pure
+per-video function with one video's failure turned into a reject row, per-video status, and
+idempotent writes.
+
+Failures are split by where they come from:
+
+* **setup** (a model setting missing, a model that does not load): raised before the
+  per-video loop, so the step fails, the run is red and nothing is recorded; every video of
+  the batch stays pending and the next run (or the sensor) picks it up again;
+* **one video's data** (an undecodable file, a bug hit by one input): that video gets
+  ``stage_status`` ``error`` plus a ``stage_error`` reject with the message, the rest of the
+  batch goes on, and ``speakerlake run --retry-failed`` (or the sensor's retry) reruns
+  exactly those videos.
+
+``stage_status`` (stage, video_id) is the truth of what is done: a video is pending for a
+stage when it has no row, failed when its row says ``error``.
 """
 
 from __future__ import annotations
@@ -7,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import polars as pl
@@ -15,25 +30,25 @@ import polars as pl
 from orchestration import lake
 from orchestration.tables import TABLES
 
-
-def batch_videos(batch_id: str) -> pl.DataFrame:
-    """The videos first ingested by ``batch_id`` (a re-ingested duplicate belongs to its first batch)."""
-    return lake.read("videos").filter(pl.col("batch_id") == batch_id).sort("video_id")
+PER_VIDEO_STAGES = ("audio", "vision", "binding")
 
 
-def mark_stage_done(batch_id: str, stage: str, videos: int) -> None:
-    """Record that ``stage`` finished ``batch_id`` (written last, after all of its tables)."""
+def batch_videos(batch_id: str, lake_uri: str | None = None, video_ids: Iterable[str] | None = None) -> pl.DataFrame:
+    """The videos first ingested by ``batch_id`` (a re-ingested duplicate belongs to its first
+    batch), optionally only ``video_ids`` of them."""
+    lf = lake.scan("videos", lake_uri).filter(pl.col("batch_id") == batch_id)
+    if video_ids:
+        lf = lf.filter(pl.col("video_id").is_in(list(video_ids)))
+    return lf.collect().sort("video_id")
+
+
+def mark_stage_done(batch_id: str, stage: str, videos: int, lake_uri: str | None = None) -> None:
+    """Record that a batch-level step (ingest) finished ``batch_id``, after all of its tables."""
     lake.write(
         "batch_status",
         pl.DataFrame([{"batch_id": batch_id, "stage": stage, "videos": videos, "completed_at": datetime.now(timezone.utc)}]),
+        lake=lake_uri,
     )
-
-
-def completed_batches(stages: set[str]) -> set[str]:
-    """Batches that every one of ``stages`` finished."""
-    st = lake.read("batch_status")
-    done = st.group_by("batch_id").agg(pl.col("stage").unique())
-    return {b for b, ss in zip(done["batch_id"].to_list(), done["stage"].to_list()) if stages <= set(ss)}
 
 
 def reject_rows(batch_id: str, stage: str, items: list[dict]) -> pl.DataFrame:
@@ -58,11 +73,86 @@ def reject_rows(batch_id: str, stage: str, items: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=TABLES["rejects"].polars_schema) if rows else TABLES["rejects"].empty()
 
 
-def replace_rejects(batch_id: str, stage: str, rejects: pl.DataFrame) -> None:
-    """Replace this (batch, stage)'s rejects: a video that succeeds on rerun loses its stale reject."""
-    lake.delete_where("rejects", f"batch_id = '{batch_id}' AND stage = '{stage}'")
+def replace_rejects(batch_id: str, stage: str, rejects: pl.DataFrame, lake_uri: str | None = None, *, video_ids: Iterable[str] | None = None) -> None:
+    """Replace this stage's rejects of the batch (or of ``video_ids`` only): a video that
+    succeeds on rerun loses its stale reject, videos outside the run keep theirs."""
+    predicate = f"batch_id = '{batch_id}' AND stage = '{stage}'"
+    if video_ids is not None:
+        predicate += f" AND video_id IN ({lake.sql_list(video_ids) or 'NULL'})"
+    lake.delete_where("rejects", predicate, lake_uri)
     if not rejects.is_empty():
-        lake.write("rejects", rejects)
+        lake.write("rejects", rejects, lake=lake_uri)
+
+
+# ---------------------------------------------------------------- per-video status
+def video_status(stage_status: pl.DataFrame, video_ids: list[str], stages: Iterable[str] = PER_VIDEO_STAGES) -> pl.DataFrame:
+    """One row per (video, stage) of ``video_ids`` with ``status`` ok / error / pending."""
+    grid = pl.DataFrame({"video_id": video_ids}).join(pl.DataFrame({"stage": list(stages)}), how="cross")
+    st = stage_status.select("stage", "video_id", "status", "attempts", "fingerprint")
+    return grid.join(st, on=["stage", "video_id"], how="left").with_columns(pl.col("status").fill_null("pending"))
+
+
+def batch_progress(batch_id: str, lake_uri: str | None = None) -> dict[str, list[str]]:
+    """``{"pending": [...], "failed": [...]}``: videos of the batch that some per-video stage
+    has not run yet / recorded as failed (a video can be in both)."""
+    ids = batch_videos(batch_id, lake_uri)["video_id"].to_list()
+    if not ids:
+        return {"pending": [], "failed": []}
+    st = lake.read("stage_status", lake_uri, video_ids=ids)
+    vs = video_status(st, ids)
+    return {
+        "pending": sorted(set(vs.filter(pl.col("status") == "pending")["video_id"].to_list())),
+        "failed": sorted(set(vs.filter(pl.col("status") == "error")["video_id"].to_list())),
+    }
+
+
+def batch_done_steps(lake_uri: str | None = None) -> dict[str, set[str]]:
+    """batch_id -> batch-level steps (ingest, speaker_ids) recorded in batch_status."""
+    st = lake.read("batch_status", lake_uri)
+    out: dict[str, set[str]] = {}
+    for b, s in zip(st["batch_id"].to_list(), st["stage"].to_list()):
+        out.setdefault(b, set()).add(s)
+    return out
+
+
+def incomplete_batches(batches: Iterable[str], lake_uri: str | None = None) -> list[str]:
+    """Batches that still have work: never ingested, or a video pending in some stage
+    (a run that crashed, or failed at setup). Failed videos alone do not make a batch
+    incomplete (they need a fix and ``--retry-failed``)."""
+    steps = batch_done_steps(lake_uri)
+    return [b for b in batches if "ingest" not in steps.get(b, set()) or batch_progress(b, lake_uri)["pending"]]
+
+
+@dataclass
+class StageRun:
+    """What one stage did to one batch, for metadata and logs."""
+
+    videos: int = 0
+    failed: list[str] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+    frames: dict[str, pl.DataFrame] = field(default_factory=dict)  # the rows written, per table
+    seconds: float = 0.0
+
+
+def status_rows(batch_id: str, stage: str, fingerprint: str, outcomes: dict[str, dict], previous: pl.DataFrame) -> pl.DataFrame:
+    """stage_status rows for the videos just processed; ``attempts`` counts consecutive failures."""
+    prev = dict(zip(previous["video_id"].to_list(), previous["attempts"].fill_null(0).to_list())) if previous.height else {}
+    now = datetime.now(timezone.utc)
+    rows = [
+        {
+            "stage": stage,
+            "video_id": vid,
+            "batch_id": batch_id,
+            "status": o["status"],
+            "reason": o.get("reason"),
+            "message": (o.get("message") or "")[:2000] or None,
+            "fingerprint": fingerprint,
+            "attempts": (prev.get(vid, 0) + 1) if o["status"] == "error" else 0,
+            "updated_at": now,
+        }
+        for vid, o in outcomes.items()
+    ]
+    return TABLES["stage_status"].conform(pl.DataFrame(rows, schema=TABLES["stage_status"].polars_schema))
 
 
 def run_per_video(
@@ -72,53 +162,53 @@ def run_per_video(
     videos: pl.DataFrame,
     fn: Callable[[dict], Mapping[str, pl.DataFrame]],
     outputs: tuple[str, ...],
-) -> dict:
-    """Run ``fn(video_row) -> {table: frame}`` over a batch and write every output table.
+    *,
+    fingerprint: str,
+    lake_uri: str | None = None,
+) -> StageRun:
+    """Run ``fn(video_row) -> {table: frame}`` over ``videos`` and write every output table.
 
-    A video whose function raises becomes a reject row (reason ``stage_error``) and
-    contributes no rows; a result carrying a ``reason`` attribute (the stage had nothing to
-    work on, e.g. no audio) is recorded with that reason too. The rest of the batch goes on. Outputs are written once per
-    table for the whole batch, replacing all rows of the batch's videos (idempotent).
-    Returns Dagster metadata: row counts, failures, seconds.
+    ``fn`` must already hold its loaded models (setup happens before, so a setup error never
+    reaches this loop). A video whose function raises gets status ``error`` and a
+    ``stage_error`` reject and contributes no rows; a result carrying a ``reason`` attribute
+    (the stage had nothing to work on, e.g. no audio) is ``ok`` with that reason, also kept
+    as a reject row. Output rows replace all rows of ``videos`` (idempotent); status rows are
+    written last, so a crash before them leaves the videos pending.
     """
     frames: dict[str, list[pl.DataFrame]] = {t: [] for t in outputs}
-    failed: list[dict] = []
+    outcomes: dict[str, dict] = {}
+    rejects: list[dict] = []
     t0 = time.perf_counter()
     for row in videos.iter_rows(named=True):
+        vid = row["video_id"]
         try:
             result = fn(row)
         except Exception as e:  # noqa: BLE001 - one bad video must not sink the batch
-            log.warning(f"{stage}: video {row['video_id']} failed: {e!r}")
-            failed.append(
-                {
-                    "source_uri": row.get("source_uri"),
-                    "video_id": row["video_id"],
-                    "reason": "stage_error",
-                    "message": f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}",
-                }
-            )
+            log.warning(f"{stage}: video {vid} failed: {e!r}")
+            message = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+            outcomes[vid] = {"status": "error", "reason": "stage_error", "message": message}
+            rejects.append({"source_uri": row.get("source_uri"), "video_id": vid, "reason": "stage_error", "message": message})
             continue
-        if getattr(result, "reason", None):
-            # The stage ran but the video gave it nothing to work on (e.g. no audio track):
-            # its tables stay empty and the reason is recorded, the video goes on.
-            failed.append(
-                {"source_uri": row.get("source_uri"), "video_id": row["video_id"], "reason": result.reason, "message": getattr(result, "message", "") or ""}
-            )
+        reason = getattr(result, "reason", None)
+        outcomes[vid] = {"status": "ok", "reason": reason, "message": getattr(result, "message", None)}
+        if reason:
+            rejects.append({"source_uri": row.get("source_uri"), "video_id": vid, "reason": reason, "message": getattr(result, "message", "") or ""})
         for t in outputs:
             df = result.get(t)
             if df is not None and not df.is_empty():
                 frames[t].append(TABLES[t].conform(df))
     ids = videos["video_id"].to_list()
-    counts = {}
+    run = StageRun(videos=len(ids))
     for t in outputs:
-        df = pl.concat(frames[t]) if frames[t] else TABLES[t].empty()
-        counts[t] = lake.write(t, df, video_ids=ids)
-    replace_rejects(batch_id, stage, reject_rows(batch_id, stage, failed))
-    mark_stage_done(batch_id, stage, len(ids))
-    return {
-        "videos": len(ids),
-        "failed_videos": sum(1 for f in failed if f["reason"] == "stage_error"),
-        "videos_with_reason": len(failed),
-        "seconds": round(time.perf_counter() - t0, 2),
-        **{f"rows_{t}": n for t, n in counts.items()},
-    }
+        run.frames[t] = pl.concat(frames[t]) if frames[t] else TABLES[t].empty()
+        lake.write(t, run.frames[t], video_ids=ids, lake=lake_uri)
+    replace_rejects(batch_id, stage, reject_rows(batch_id, stage, rejects), lake_uri, video_ids=ids)
+    previous = lake.scan("stage_status", lake_uri).filter((pl.col("stage") == stage) & pl.col("video_id").is_in(ids)).collect()
+    if outcomes:
+        lake.write("stage_status", status_rows(batch_id, stage, fingerprint, outcomes, previous), lake=lake_uri)
+    run.failed = sorted(v for v, o in outcomes.items() if o["status"] == "error")
+    for o in outcomes.values():
+        if o.get("reason"):
+            run.reasons[o["reason"]] = run.reasons.get(o["reason"], 0) + 1
+    run.seconds = round(time.perf_counter() - t0, 2)
+    return run

@@ -1,6 +1,6 @@
 """``speakerlake`` console script: run | sql | status.
 
-    speakerlake run SOURCE [--lake URI]      ingest SOURCE and materialize every stage per new batch
+    speakerlake run [SOURCE] [--lake URI] [--retry-failed]   ingest SOURCE, run every batch with work
     speakerlake sql "SELECT ..." [--format table|csv|json|parquet] [--out FILE]
     speakerlake status                       row counts per table and the last batch
 """
@@ -111,13 +111,16 @@ def status_frame(lake: str | None = None) -> pl.DataFrame:
 def _cmd_status(args) -> int:
     from orchestration import lake as lk
 
-    print(f"lake: {lk.lake_uri()}")  # SPEAKERLAKE_LAKE, resolved (main() sets it from --lake)
+    print(f"lake: {lk.lake_uri(args.lake)}")
     print(format_table(status_frame(args.lake)))
     bf = lk.read("batch_files", args.lake)
     if bf.height:
         last = bf.sort("discovered_at").tail(1)
         b = last["batch_id"][0]
         print(f"last batch: {b} ({bf.filter(pl.col('batch_id') == b).height} files, discovered {last['discovered_at'][0]})")
+        st = lk.read("stage_status", args.lake)
+        if st.height:
+            print(format_table(st.group_by("stage", "status").agg(videos=pl.len()).sort("stage", "status")))
     else:
         print("last batch: none")
     return 0
@@ -128,69 +131,105 @@ def _progress(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def run_source(source: str, lake: str | None = None, batch_size: int | None = None, *, parallel: bool = True) -> list[str]:
-    """Plan new batches from ``source`` and materialize every asset for each.
-
-    ``parallel`` (default on machines with 2+ cores) runs each batch with Dagster's
-    multiprocess executor, so independent stages (audio and vision) run at the same time;
-    otherwise the batch runs in this process, one stage after another.
-    """
-    if lake:
-        os.environ["SPEAKERLAKE_LAKE"] = lake
-    parallel = parallel and (os.cpu_count() or 1) > 1
-    os.environ["SPEAKERLAKE_EXECUTOR"] = "multiprocess" if parallel else "in_process"
+def _instance():
     import dagster as dg
 
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    # runs are launched in their own process, which needs a persistent instance; a temporary one will do
+    return dg.DagsterInstance.local_temp()
+
+
+def _report(events) -> list[str]:
+    """Progress lines for materializations; the messages of failed steps."""
+    failures = []
+    for ev in events:
+        dagster_event = ev.dagster_event
+        if dagster_event is None:
+            continue
+        if dagster_event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = dagster_event.event_specific_data.materialization
+            shown = {k: v.value for k, v in mat.metadata.items() if k in ("dagster/partition_row_count", "dagster/row_count", "videos", "failed_videos") or k.startswith("reason_")}
+            _progress(f"  {mat.asset_key.to_user_string():<20} {shown}")
+        elif dagster_event.event_type_value == "ASSET_CHECK_EVALUATION":
+            ev_data = dagster_event.event_specific_data
+            if not ev_data.passed:
+                _progress(f"  check failed: {ev_data.asset_key.to_user_string()}.{ev_data.check_name} {ev_data.metadata.get('first_offenders') or ev_data.metadata.get('first_keys') or ''}")
+        elif dagster_event.event_type_value == "STEP_FAILURE":
+            err = dagster_event.event_specific_data.error
+            failures.append(f"{dagster_event.step_key}: {err.cause.message.strip() if err.cause else err.message.strip()}")
+    return failures
+
+
+def run_source(
+    source: str | None, lake: str | None = None, batch_size: int | None = None, *, parallel: bool = True, retry_failed: bool = False
+) -> list[str]:
+    """Plan new batches from ``source`` and run every batch that still has work.
+
+    Runs are launched through the Dagster instance from the workspace's code location, so
+    they show up in the UI under ``process_batch``. The lake and the executor are passed as
+    run config (``resources.lake``, ``execution``); model settings come from the environment
+    (or ``.env``) through the ``models`` resource. A batch has work when it was never
+    ingested or a video is pending in some stage (a crash, a setup failure); with
+    ``retry_failed`` also when a stage failed on some of its videos, and then only those
+    videos are run again.
+    """
     from assets.ingest.planning import plan_batches, planned_batches
-    from orchestration.batch import completed_batches
-    from orchestration.definitions import STAGES, defs
+    from orchestration.batch import batch_progress, incomplete_batches
+    from orchestration.launch import workspace_launcher
     from orchestration.partitions import ingest_batches
-    from orchestration.settings import get_settings
+    from orchestration.sensors import PROCESS_JOB, retry_run_config
+    from orchestration.settings import get_settings, resolve_lake
 
     settings = get_settings()
-    if os.environ.get("DAGSTER_HOME"):
-        instance = dg.DagsterInstance.get()
-    else:  # the multiprocess executor needs a persistent instance; a temporary one will do
-        instance = dg.DagsterInstance.local_temp() if parallel else dg.DagsterInstance.ephemeral()
-    new = plan_batches(source, batch_size or settings.batch_max_files)
+    lake_uri = resolve_lake(lake) if lake else settings.lake
+    parallel = parallel and (os.cpu_count() or 1) > 1
+    instance = _instance()
+    new = plan_batches(source, batch_size or settings.batch_max_files, lake_uri) if source else []
+    planned = planned_batches(lake_uri)
+    todo: dict[str, list[str]] = {b: [] for b in incomplete_batches(planned, lake_uri)}  # [] = every video
+    if retry_failed:
+        for b in planned:
+            if b not in todo:
+                failed = batch_progress(b, lake_uri)["failed"]
+                if failed:
+                    todo[b] = failed
+    _progress(f"lake {lake_uri}: {len(new)} new batch(es){' from ' + source if source else ''}; {len(todo)} to run")
     known = set(instance.get_dynamic_partitions(ingest_batches.name))
-    job = defs.resolve_job_def("process_batch")
-    # A batch is done when every stage recorded it in batch_status (in the lake, so this holds
-    # without a persistent Dagster instance); anything else (new, or a run that crashed or
-    # failed) runs again. Writes are idempotent, so rerunning is safe.
-    done = completed_batches(STAGES)
-    pending = [b for b in planned_batches() if b not in done]
-    _progress(f"lake {settings.lake}: {len(new)} new batch(es) from {source}; {len(pending)} to run")
-    if pending:
-        instance.add_dynamic_partitions(ingest_batches.name, [b for b in pending if b not in known])
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    for b in pending:
-        t0 = time.perf_counter()
-        _progress(f"batch {b}: running {len(job.asset_layer.executable_asset_keys)} assets")
-        if parallel:
-            recon = dg.build_reconstructable_job(
-                "orchestration.definitions", "process_batch_job", reconstructor_working_directory=str(Path(__file__).resolve().parent.parent)
-            )
-            config = {**quiet, "execution": {"config": {"max_concurrent": os.cpu_count()}}}
-            with dg.execute_job(recon, instance, run_config=config, tags={"dagster/partition": b}) as result:
-                events, ok = list(result.all_events), result.success
-        else:
-            result = job.execute_in_process(partition_key=b, instance=instance, run_config=quiet, raise_on_error=False)
-            events, ok = result.all_events, result.success
-        for ev in events:
-            if ev.event_type_value == "ASSET_MATERIALIZATION":
-                mat = ev.event_specific_data.materialization
-                meta = {k: v.value for k, v in mat.metadata.items()}
-                _progress(f"  {mat.asset_key.to_user_string():<20} {meta}")
-        if not ok:
-            _progress(f"batch {b}: FAILED after {time.perf_counter() - t0:.1f}s (see `dagster` UI for the run log)")
-            raise SystemExit(1)
-        _progress(f"batch {b}: done in {time.perf_counter() - t0:.1f}s")
-    return pending
+    missing = [b for b in todo if b not in known]
+    if missing:
+        instance.add_dynamic_partitions(ingest_batches.name, missing)
+    if not todo:
+        return []
+    execution = {"multiprocess": {"max_concurrent": os.cpu_count()}} if parallel else {"in_process": {}}
+    base = {
+        "execution": {"config": execution},
+        "resources": {"lake": {"config": {"location": lake_uri}}},
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
+    with workspace_launcher(instance, PROCESS_JOB) as launcher:
+        for b, only in sorted(todo.items()):
+            t0 = time.perf_counter()
+            config = {**base, **(retry_run_config(only) if only else {})}
+            run_id = launcher.launch(config, {"dagster/partition": b, "speakerlake/batch": b})
+            what = f"{len(only)} failed video(s)" if only else "every video"
+            _progress(f"batch {b}: run {run_id} ({what})")
+            outcome = launcher.wait(run_id)
+            failures = _report(outcome.events)
+            if not outcome.success:
+                for f in failures:
+                    _progress(f"  FAILED {f}")
+                _progress(f"batch {b}: FAILED after {time.perf_counter() - t0:.1f}s; its videos stay pending (run {run_id} in the UI)")
+                raise SystemExit(1)
+            _progress(f"batch {b}: done in {time.perf_counter() - t0:.1f}s")
+    return sorted(todo)
 
 
 def _cmd_run(args) -> int:
-    run_source(args.source, args.lake, args.batch_size, parallel=not args.in_process)
+    if not args.source and not args.retry_failed:
+        print("error: give a SOURCE, or --retry-failed", file=sys.stderr)
+        return 2
+    run_source(args.source, args.lake, args.batch_size, parallel=not args.in_process, retry_failed=args.retry_failed)
     print()
     _cmd_status(argparse.Namespace(lake=args.lake))
     return 0
@@ -200,10 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="speakerlake", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="ingest a folder / s3 prefix / manifest and process new batches")
-    r.add_argument("source")
+    r.add_argument("source", nargs="?", default=None)
     r.add_argument("--lake", default=None, help="lake URI (default SPEAKERLAKE_LAKE or ./lake)")
     r.add_argument("--batch-size", type=int, default=None)
-    r.add_argument("--in-process", action="store_true", help="run stages one after another in this process (no worker processes)")
+    r.add_argument("--in-process", action="store_true", help="run all stages of a batch in one process, one after another")
+    r.add_argument("--retry-failed", action="store_true", help="also rerun exactly the videos a stage failed on (after fixing the cause)")
     r.set_defaults(fn=_cmd_run)
     q = sub.add_parser("sql", help="read-only DuckDB SQL over the lake's tables")
     q.add_argument("query")
@@ -220,8 +260,6 @@ def main(argv: list[str] | None = None) -> int:
         from dotenv import load_dotenv
 
         load_dotenv(".env", override=False)
-    if getattr(args, "lake", None):
-        os.environ["SPEAKERLAKE_LAKE"] = args.lake
     return args.fn(args)
 
 

@@ -1,7 +1,11 @@
-"""Assembles speakerlake's Dagster definitions: assets, jobs, sensors, schedules, executor.
+"""Assembles speakerlake's Dagster definitions: assets, checks, resources, jobs, sensors,
+schedules and the executor, built by :func:`build_defs`.
 
-Executor (SPEAKERLAKE_EXECUTOR): ``multiprocess`` (default, one box), ``in_process``
-(tests, the CLI), or ``dask`` (an existing Dask cluster; run config names its address).
+Executor: Dagster's ``multi_or_in_process_executor`` — multiprocess by default, chosen per
+run in run config (``execution: {config: {in_process: {}}}`` or ``{multiprocess:
+{max_concurrent: N}}``); ``executor="dask"`` builds definitions for an existing Dask cluster
+(run config names its address). Resources come from the environment
+(:func:`orchestration.resources.default_resources`) and can be overridden in the launchpad.
 """
 
 from __future__ import annotations
@@ -15,46 +19,50 @@ from assets.binding import assets as binding_assets
 from assets.ingest import assets as ingest_assets
 from assets.vision import assets as vision_assets
 from orchestration.partitions import ingest_batches
-from orchestration.schedules import periodic_scan
+from orchestration.resources import default_resources
+from orchestration.schedules import build_periodic_scan
 from orchestration.sensors import PROCESS_JOB, new_media_sensor
 
 STAGE_MODULES = [ingest_assets, audio_assets, vision_assets, binding_assets]
-
-all_assets = dg.load_assets_from_modules(STAGE_MODULES)
-all_checks = dg.load_asset_checks_from_modules(STAGE_MODULES)
-# What each batch must have finished (rows of batch_status); binding also records the
-# dataset-wide speaker-id step, which runs after its per-video part.
-STAGES = {"ingest", "audio", "vision", "binding", "binding_ids"}
 
 process_batch = dg.define_asset_job(
     PROCESS_JOB,
     selection=dg.AssetSelection.all(),
     partitions_def=ingest_batches,
-    description="Everything for one ingest batch: ingest, audio, vision, binding, clips.",
+    description="Everything for one ingest batch: ingest, audio, vision, binding.",
 )
 
 
-def _executor():
-    kind = os.environ.get("SPEAKERLAKE_EXECUTOR", "multiprocess")
-    if kind == "in_process":
-        return dg.in_process_executor
+def _executor(kind: str) -> dg.ExecutorDefinition:
     if kind == "dask":
         from orchestration.dask_executor import partition_safe_dask_executor
 
         return partition_safe_dask_executor
-    return dg.multiprocess_executor
+    if kind not in ("multiprocess", "in_process"):
+        raise ValueError(f"executor {kind!r}: expected multiprocess, in_process or dask")
+    # in_process vs multiprocess is then a run-config choice, so the default here only matters
+    # for runs that do not say.
+    return dg.multi_or_in_process_executor
 
 
-defs = dg.Definitions(
-    assets=all_assets,
-    asset_checks=all_checks,
-    jobs=[process_batch],
-    sensors=[new_media_sensor],
-    schedules=[periodic_scan],
-    executor=_executor(),
-)
+def build_defs(executor: str = "multiprocess", resources: dict | None = None) -> dg.Definitions:
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules(STAGE_MODULES),
+        asset_checks=dg.load_asset_checks_from_modules(STAGE_MODULES),
+        jobs=[process_batch],
+        sensors=[new_media_sensor],
+        schedules=[build_periodic_scan()],
+        resources=resources if resources is not None else default_resources(),
+        executor=_executor(executor),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """What `dagster dev` / the workspace loads: built when the code location starts."""
+    return build_defs(os.environ.get("SPEAKERLAKE_EXECUTOR", "multiprocess"))
 
 
 def process_batch_job() -> dg.JobDefinition:
     """The resolved batch job, importable by name so worker processes can rebuild it."""
-    return defs.resolve_job_def(PROCESS_JOB)
+    return build_defs(os.environ.get("SPEAKERLAKE_EXECUTOR", "multiprocess")).resolve_job_def(PROCESS_JOB)

@@ -25,7 +25,7 @@ import polars as pl
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from orchestration.settings import get_settings
+from orchestration.settings import get_settings, resolve_lake
 from orchestration.tables import TABLES, TableSpec
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ COMMIT_RETRIES = 8
 
 # ---------------------------------------------------------------- locations + credentials
 def lake_uri(lake: str | None = None) -> str:
-    return (lake or get_settings().lake).rstrip("/")
+    return resolve_lake(lake) if lake else get_settings().lake
 
 
 def is_s3(uri: str) -> bool:
@@ -115,7 +115,7 @@ def count(name: str, lake: str | None = None) -> int:
 
 
 # ---------------------------------------------------------------- writes
-def _sql_list(values: Iterable[str]) -> str:
+def sql_list(values: Iterable[str]) -> str:
     return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
 
 
@@ -189,7 +189,7 @@ def write(name: str, df: pl.DataFrame, *, video_ids: Iterable[str] | None = None
     stray = set(data["video_id"].unique().to_list()) - set(ids)
     if stray:
         raise ValueError(f"table {name}: rows for videos outside the batch: {sorted(stray)[:5]}")
-    predicate = f"video_id IN ({_sql_list(ids)})"
+    predicate = f"video_id IN ({sql_list(ids)})"
 
     def do_replace():
         if data.is_empty():

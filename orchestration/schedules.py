@@ -10,18 +10,24 @@ from orchestration.sensors import PROCESS_JOB, scan_for_batches
 from orchestration.settings import get_settings
 
 
-@dg.schedule(
-    job_name=PROCESS_JOB,
-    cron_schedule=get_settings().scan_cron,
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Scans SPEAKERLAKE_SOURCE on a cron and starts one run per new ingest batch.",
-)
-def periodic_scan(context: dg.ScheduleEvaluationContext):
-    if not get_settings().source:
-        return dg.SkipReason("SPEAKERLAKE_SOURCE is not set")
-    pending, requests, _ = scan_for_batches(context.instance)
-    if not pending:
-        return dg.SkipReason("no new media")
-    # Schedules cannot return partition requests (sensors can): add the partitions directly.
-    context.instance.add_dynamic_partitions(ingest_batches.name, pending)
-    return requests
+def build_periodic_scan(cron: str | None = None) -> dg.ScheduleDefinition:
+    """The schedule, with its cron read when the definitions are built (not at import)."""
+
+    @dg.schedule(
+        name="periodic_scan",
+        job_name=PROCESS_JOB,
+        cron_schedule=cron or get_settings().scan_cron,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Scans SPEAKERLAKE_SOURCE on a cron and starts one run per new ingest batch.",
+    )
+    def periodic_scan(context: dg.ScheduleEvaluationContext):
+        if not get_settings().source:
+            return dg.SkipReason("SPEAKERLAKE_SOURCE is not set")
+        pending, requests, _ = scan_for_batches(context.instance)
+        if not pending:
+            return dg.SkipReason("no new media")
+        # Schedules cannot return partition requests (sensors can): add the partitions directly.
+        context.instance.add_dynamic_partitions(ingest_batches.name, pending)
+        return requests
+
+    return periodic_scan

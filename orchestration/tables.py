@@ -29,6 +29,7 @@ class TableSpec:
     key: tuple[str, ...]
     write: Literal["merge", "replace_videos"]
     description: str
+    docs: dict[str, str] = field(default_factory=dict)  # column -> description (UI column schema)
     partition_by: tuple[str, ...] = field(default=())
 
     @property
@@ -75,7 +76,35 @@ _TABLES = [
         },
         key=("batch_id", "stage"),
         write="merge",
-        description="Which stage finished which ingest batch: a batch missing a stage (crashed, failed) is run again.",
+        description="Batch-level steps that finished an ingest batch (ingest itself); per-video stages record stage_status instead.",
+    ),
+    TableSpec(
+        "stage_status",
+        {
+            "stage": pl.String,
+            "video_id": pl.String,
+            "batch_id": pl.String,
+            "status": pl.String,
+            "reason": pl.String,
+            "message": pl.String,
+            "fingerprint": pl.String,
+            "attempts": pl.Int32,
+            "updated_at": pl.Datetime("us", "UTC"),
+        },
+        key=("stage", "video_id"),
+        write="merge",
+        description=(
+            "Per-video truth of every per-video stage: status ok (reason set when the video gave the stage nothing "
+            "to work on, e.g. no_audio_stream) or error (stage_error, with the message); the models-and-thresholds "
+            "fingerprint it ran with; consecutive failed attempts. A video without a row for a stage is pending."
+        ),
+        docs={
+            "stage": "audio | vision | binding",
+            "status": "ok or error",
+            "reason": "why the stage produced no rows for an ok video, or stage_error",
+            "fingerprint": "hash of every model setting and sql/thresholds.csv the video was processed with",
+            "attempts": "consecutive failed attempts (0 after a success)",
+        },
     ),
     TableSpec(
         "videos",

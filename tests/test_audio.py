@@ -25,6 +25,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import json  # noqa: E402
 import re  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from fractions import Fraction  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -37,7 +38,8 @@ from scipy.io import wavfile  # noqa: E402
 from assets.audio import asr as asr_mod  # noqa: E402
 from assets.audio import diarization as diar  # noqa: E402
 from assets.audio.decode import SAMPLE_RATE, NoAudio, decode_audio  # noqa: E402
-from assets.audio.pipeline import OUTPUTS, analyze_audio, asr_params, preload_models, run_asr, run_vad, vad_params  # noqa: E402
+from assets.audio.pipeline import OUTPUTS, analyze_audio, asr_params, load_audio_models, run_asr, run_vad, vad_params  # noqa: E402
+from orchestration.resources import models_from_env  # noqa: E402
 from demo import media  # noqa: E402
 from orchestration.settings import MissingSettingError  # noqa: E402
 from orchestration.tables import TABLES  # noqa: E402
@@ -148,17 +150,13 @@ def assert_conforms(result) -> None:
 # ---------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def audio_env(tmp_path_factory):
-    """Model settings pointing at the shipped weights, optional backends off; models preloaded."""
+    """The audio models loaded from the shipped weights (settings as `make demo` writes them), optional backends off."""
     from demo.shipped_models import shipped_settings
 
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in shipped_settings(tmp_path_factory.mktemp("models")).items():
-            mp.setenv(k, v)
-        for k in OPTIONAL_SETTINGS:
-            mp.delenv(k, raising=False)
-        load_s = preload_models()
-        print(f"\nmodel load seconds: { {k: round(v, 2) for k, v in load_s.items()} }")
-        yield mp
+    env = {k: v for k, v in shipped_settings(tmp_path_factory.mktemp("models")).items() if k not in OPTIONAL_SETTINGS}
+    models = load_audio_models(models_from_env(env, resolved=True).audio())
+    print(f"\nmodel load seconds: { {k: round(v, 2) for k, v in models.load_seconds.items()} }")
+    return models
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +168,7 @@ def sample_video(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def sample_result(audio_env, sample_video):
-    return analyze_audio("call", sample_video)
+    return analyze_audio("call", sample_video, audio_env)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +196,7 @@ def librivox_recording(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def librivox_result(audio_env, librivox_recording):
-    return analyze_audio("reader", librivox_recording["path"])
+    return analyze_audio("reader", librivox_recording["path"], audio_env)
 
 
 # ---------------------------------------------------------------- decode + VAD
@@ -221,7 +219,7 @@ def test_vad_matches_the_reference_speech(audio_env):
     """Frame-level (10 ms) F1 of silero speech regions against the RTTM of the phone call."""
     sample = media.pyannote_sample()
     x = decode_audio(sample["wav"])
-    regions = run_vad(x, Path(os.environ["SPEAKERLAKE_VAD_MODEL"]), vad_params())
+    regions = run_vad(x, audio_env.vad, vad_params())
     n = int(len(x) / SAMPLE_RATE * 100)
     ref, hyp = np.zeros(n, bool), np.zeros(n, bool)
     for a, b, _ in rttm_turns(sample["rttm"]):
@@ -239,7 +237,7 @@ def test_vad_matches_the_reference_speech(audio_env):
 # ---------------------------------------------------------------- empty results, never a crash
 def test_video_without_audio_track_gives_empty_tables_with_a_reason(audio_env, tmp_path):
     video = mux(tmp_path / "mute.mp4", audio=None, seconds=4.0)
-    result = analyze_audio("mute", video)
+    result = analyze_audio("mute", video, audio_env)
     assert result.reason == "no_audio_stream" and "no audio stream" in result.message
     assert_conforms(result)
     assert all(df.is_empty() for df in result.values())
@@ -248,19 +246,17 @@ def test_video_without_audio_track_gives_empty_tables_with_a_reason(audio_env, t
 def test_digital_silence_gives_empty_tables_with_a_reason(audio_env, tmp_path):
     video = mux(tmp_path / "silence.mp4", audio=np.zeros(5 * SAMPLE_RATE, np.float32), seconds=5.0)
     assert isinstance(decode_audio(video), np.ndarray)  # the track exists and decodes...
-    result = analyze_audio("silence", video)
+    result = analyze_audio("silence", video, audio_env)
     assert result.reason == "silent"  # ...but holds nothing
     assert_conforms(result)
     assert all(df.is_empty() for df in result.values())
 
 
-def test_missing_model_setting_names_the_variable(audio_env, monkeypatch):
-    monkeypatch.delenv("SPEAKERLAKE_ASR_MODEL_DIR")
+def test_missing_model_setting_names_the_variable(audio_env):
     with pytest.raises(MissingSettingError, match="SPEAKERLAKE_ASR_MODEL_DIR"):
-        analyze_audio("x", media.pyannote_sample()["wav"])
-    monkeypatch.setenv("SPEAKERLAKE_VAD_MODEL", "/nonexistent/silero.onnx")
+        load_audio_models(replace(audio_env.settings, asr_model_dir=None))
     with pytest.raises(MissingSettingError, match="SPEAKERLAKE_VAD_MODEL"):
-        analyze_audio("x", media.pyannote_sample()["wav"])
+        load_audio_models(replace(audio_env.settings, vad_model="/nonexistent/silero.onnx"))
 
 
 # ---------------------------------------------------------------- diarization
@@ -372,11 +368,11 @@ def test_whisperx_alignment_path_with_a_local_wav2vec2_dir(audio_env, tmp_path, 
     )  # fmt: skip
     Wav2Vec2ForCTC(cfg).save_pretrained(d)
 
-    monkeypatch.setenv("SPEAKERLAKE_ALIGN_MODEL_DIR", str(d))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where punkt_tab is generated if missing
     x = read_wav(media.librivox()[1]["wav"])
-    regions = run_vad(x, Path(os.environ["SPEAKERLAKE_VAD_MODEL"]), vad_params())
-    result = run_asr(x, regions, Path(os.environ["SPEAKERLAKE_ASR_MODEL_DIR"]), asr_params())
+    regions = run_vad(x, audio_env.vad, vad_params())
+    models = replace(audio_env, settings=replace(audio_env.settings, align_model_dir=str(d)))
+    result = run_asr(x, regions, models, asr_params())
     assert result.segments
     for seg in result.segments:
         assert [w.word for w in seg.words] == seg.text.split()  # every word placed, none invented
@@ -432,7 +428,7 @@ def test_demo_corpus_turns_are_recovered(audio_env, demo_corpus_dir, name):
 
     conv_b is the holdout video (not used to tune any threshold)."""
     gt = json.loads((demo_corpus_dir / f"{name}.json").read_text())
-    result = analyze_audio(name, demo_corpus_dir / f"{name}.mp4")
+    result = analyze_audio(name, demo_corpus_dir / f"{name}.mp4", audio_env)
     reference = [(t["start"], t["end"], t["person"]) for t in gt["turns"]]
     hypothesis = turns_of(result["speaker_turns"])
     assert len({s for _, _, s in hypothesis}) == len(gt["people"])

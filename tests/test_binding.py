@@ -26,6 +26,7 @@ Metrics (all printed in the report):
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -68,17 +69,21 @@ def params(env) -> BindingParams:
 def analyzed(env, corpus, params):
     """name -> {gt, audio, tables (upstream), out (binding), seconds per stage}."""
     from assets.audio.decode import decode_audio
-    from assets.audio.pipeline import analyze_audio
-    from assets.vision import analyze_video
+    from assets.audio.pipeline import analyze_audio, load_audio_models
+    from assets.vision import analyze_video, load_vision_models
+    from orchestration.resources import models_from_env
 
+    settings = models_from_env(resolved=True)
+    audio_models = load_audio_models(settings.audio())
+    face_models = load_vision_models(settings.face_model_dir)
     res = {}
     for mp4 in sorted(corpus.glob("*.mp4")):
         name = mp4.stem
         gt = json.loads(mp4.with_suffix(".json").read_text())
         t0 = time.perf_counter()
-        audio_tables = analyze_audio(name, mp4)
+        audio_tables = analyze_audio(name, mp4, audio_models)
         t1 = time.perf_counter()
-        vision = analyze_video(name, mp4)
+        vision = analyze_video(name, mp4, face_models)
         t2 = time.perf_counter()
         audio = decode_audio(mp4)
         assert isinstance(audio, np.ndarray), audio
@@ -430,7 +435,7 @@ def photo_faces(env):
     from assets.vision.models import load_face_models
     from demo import media
 
-    models = load_face_models(det_size=320, det_thresh=0.3, ort_threads=1)
+    models = load_face_models(os.environ["SPEAKERLAKE_FACE_MODEL_DIR"], det_size=320, det_thresh=0.3, ort_threads=1)
 
     def faces(name):
         img = cv2.imread(str(media.face_images()[name]))
@@ -530,16 +535,16 @@ def test_within_video_identity_reassigns_an_outlier(photo_faces, params):
 
 
 # ---------------------------------------------------------------- SyncNet backend
-def test_syncnet_backend_needs_its_weights_setting(analyzed, monkeypatch):
-    name, r = next(iter(sorted(analyzed.items())))
-    monkeypatch.delenv("SPEAKERLAKE_SYNCNET_WEIGHTS", raising=False)
-    monkeypatch.setenv("SPEAKERLAKE_SYNC_BACKEND", "syncnet")
-    p = BindingParams.from_thresholds("syncnet")
+def test_syncnet_backend_needs_its_weights_setting(tmp_path):
+    from assets.binding.sync import load_sync_models
+
     with pytest.raises(MissingSettingError, match="SPEAKERLAKE_SYNCNET_WEIGHTS"):
-        analyze_binding(name, r["audio"], r["tables"], params=p, media_path="unused.mp4")
-    monkeypatch.setenv("SPEAKERLAKE_SYNC_BACKEND", "lipreader")
-    with pytest.raises(ValueError, match="SPEAKERLAKE_SYNC_BACKEND"):
-        analyze_binding(name, r["audio"], r["tables"])
+        load_sync_models("syncnet", None)
+    with pytest.raises(MissingSettingError, match="SPEAKERLAKE_SYNCNET_WEIGHTS.*does not exist"):
+        load_sync_models("syncnet", str(tmp_path / "missing.model"))
+    with pytest.raises(MissingSettingError, match="SPEAKERLAKE_SYNC_BACKEND"):
+        load_sync_models("lipreader")
+    assert load_sync_models(None).backend == "mouth"
 
 
 def test_syncnet_checkpoint_loading(tmp_path, analyzed, corpus):

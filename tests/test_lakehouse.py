@@ -17,6 +17,7 @@ from assets.ingest import assets as ingest_assets
 from assets.ingest.ingest import ingest_file
 from assets.ingest.planning import plan_batches
 from orchestration import lake
+from orchestration.resources import default_resources
 from orchestration.tables import TABLES
 from tests.conftest import TEST_SECRET
 from tests.media_factory import REJECT_KINDS
@@ -34,7 +35,7 @@ def _source_with(tmp_path: Path, inputs: dict[str, Path], names: list[str]) -> P
 
 def _ingest(instance: dg.DagsterInstance, batch_id: str) -> dg.ExecuteInJobResult:
     instance.add_dynamic_partitions("ingest_batches", [batch_id])
-    return dg.materialize([ingest_assets.ingest], partition_key=batch_id, instance=instance)
+    return dg.materialize([ingest_assets.ingest], partition_key=batch_id, instance=instance, resources=default_resources())
 
 
 def test_ingest_local_and_s3_idempotent(lake_uri, tmp_path, ingest_inputs):

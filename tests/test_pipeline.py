@@ -20,7 +20,7 @@ from orchestration.tables import TABLES
 
 REPO = Path(__file__).resolve().parent.parent
 # Columns that legitimately differ between two lakes or two runs.
-VOLATILE = {"ingested_at", "rejected_at", "discovered_at", "completed_at", "batch_id", "raw_uri"}
+VOLATILE = {"ingested_at", "rejected_at", "discovered_at", "completed_at", "updated_at", "batch_id", "raw_uri"}
 
 
 def snapshot(lake_uri: str) -> dict[str, pl.DataFrame]:

@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from orchestration.definitions import defs
+from orchestration.definitions import build_defs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,7 @@ def test_dagster_dev_shows_every_asset(tmp_path):
             time.sleep(1)
         assert nodes, "dagster dev did not serve asset nodes"
         served = {"/".join(n["assetKey"]["path"]) for n in nodes}
-        expected = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+        expected = {k.to_user_string() for k in build_defs().resolve_asset_graph().get_all_asset_keys()}
         assert served == expected
         assert all(n["isPartitioned"] for n in nodes)
         repos = _graphql(port, "{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name } schedules { name } } } } }")

@@ -22,7 +22,7 @@ from supervision import box_iou_batch as iou_matrix
 from assets.vision import VisionStats, analyze_video
 from assets.vision.decode import iter_frames, video_fps
 from assets.vision.faces import detect_faces, embed_face, landmarks_106, pose_from_kps
-from assets.vision.models import FACE_MODEL_SETTING, execution_providers, load_face_models
+from assets.vision.models import execution_providers, load_face_models
 from assets.vision.mouth import mouth_opening
 from assets.vision.params import VisionParams
 from assets.vision.shots import detect_shots
@@ -46,7 +46,7 @@ def params() -> VisionParams:
 
 @pytest.fixture(scope="module")
 def models(face_env, params):
-    return load_face_models(det_size=params.det_size, det_thresh=params.det_thresh, ort_threads=params.ort_threads)
+    return load_face_models(face_env["SPEAKERLAKE_FACE_MODEL_DIR"], det_size=params.det_size, det_thresh=params.det_thresh, ort_threads=params.ort_threads)
 
 
 def _image(name: str) -> np.ndarray:
@@ -142,19 +142,20 @@ def test_execution_providers_prefer_cuda():
     assert execution_providers(["AzureExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
 
 
-def test_missing_model_dir_names_the_setting(face_env, monkeypatch):
-    monkeypatch.delenv(FACE_MODEL_SETTING, raising=False)
-    with pytest.raises(MissingSettingError, match=FACE_MODEL_SETTING):
-        load_face_models()
-    with pytest.raises(MissingSettingError, match=FACE_MODEL_SETTING):
-        analyze_video("x", media.carphone())
+def test_missing_model_dir_names_the_setting(tmp_path):
+    with pytest.raises(MissingSettingError, match="SPEAKERLAKE_FACE_MODEL_DIR"):
+        load_face_models(None)
+    with pytest.raises(MissingSettingError, match="SPEAKERLAKE_FACE_MODEL_DIR.*does not exist"):
+        load_face_models(tmp_path / "nowhere")
+    with pytest.raises(MissingSettingError, match="SPEAKERLAKE_FACE_MODEL_DIR.*no face detector"):
+        load_face_models(tmp_path)
 
 
 # ---------------------------------------------------------------- carphone: one real talking head
 @pytest.fixture(scope="module")
 def carphone_result(models):
     stats = VisionStats()
-    out = analyze_video("carphone", media.carphone(), stats=stats)
+    out = analyze_video("carphone", media.carphone(), models, stats=stats)
     return out, stats
 
 
@@ -220,7 +221,7 @@ def test_shot_cuts_on_composed_video(cut_video, params):
 
 def test_tracks_stay_inside_shots(cut_video, models):
     path, cuts, n = cut_video
-    out = analyze_video("cuts", path)
+    out = analyze_video("cuts", path, models)
     shots, tracks = out["shots"], out["face_tracks"]
     assert shots.height == 4 and shots["end_frame"].to_list()[-1] == n
     assert tracks["shot_id"].to_list() == [0, 3]
@@ -239,7 +240,7 @@ def test_tracks_stay_inside_shots(cut_video, models):
 def test_video_without_faces(tmp_path, models):
     frames = _pan(_ski("rocket"), 40, (320, 240)) + _pan(_ski("coffee"), 35, (320, 240))
     path = _write(tmp_path / "noface.mp4", frames)
-    out = analyze_video("noface", path)
+    out = analyze_video("noface", path, models)
     assert out["face_tracks"].height == 0
     assert out["face_tracks"].schema == TABLES["face_tracks"].polars_schema
     assert out["shots"].height == 2 and out["shots"]["end_frame"].to_list()[-1] == 75
@@ -260,7 +261,7 @@ def corpus(demo_corpus_dir, models):
         n_dec = sum(1 for _ in iter_frames(video))
         t_dec = time.perf_counter() - t0
         stats = VisionStats()
-        res = analyze_video(video.stem, video, stats=stats)
+        res = analyze_video(video.stem, video, models, stats=stats)
         results[video.stem] = {"path": video, "gt": gt, "res": res, "stats": stats, "decode_only_s": t_dec, "n_decoded": n_dec}
     assert results, f"no videos built in {out_dir}"
     return results

@@ -1,33 +1,25 @@
-"""The audio stage for one video: ``analyze_audio(video_id, media_path)``.
+"""The audio stage for one video: ``analyze_audio(video_id, media_path, models)``.
 
 Decodes the audio once (PyAV, 16 kHz mono), then runs silero VAD, diarization and
 whisperx ASR on that one array and returns the four tables ``speech_segments``,
 ``speaker_turns``, ``video_speakers`` and ``transcripts`` conformed to their declared
-schemas. Every tuned number is read from ``sql/thresholds.csv`` (stage ``audio``); every
-model location from a setting (``orchestration.settings.model_dir``), never a download.
+schemas. Every tuned number is read from ``sql/thresholds.csv`` (stage ``audio``). The
+models are loaded once per process by :func:`load_audio_models` from an
+:class:`AudioModelSettings` (the ``models`` resource's audio fields: silero VAD ONNX file,
+CTranslate2 Whisper dir, resemblyzer weights, optional segmentation checkpoint, optional
+pyannote pipeline dir, optional wav2vec2 alignment dir, optional forced language); a
+missing location fails there, naming the setting, before any video is touched.
 
 A video without usable audio is not an error: the result holds four empty tables and
 ``result.reason`` / ``result.message`` say why (``missing_file``, ``no_audio_stream``,
 ``undecodable``, ``no_audio_samples``, ``silent`` or ``no_speech``). ``result.timings``
 holds the seconds spent in each step and the audio duration (for RTF reporting).
-
-Settings:
-
-=================================  ==========================================================
-SPEAKERLAKE_VAD_MODEL              silero VAD ONNX file (required)
-SPEAKERLAKE_ASR_MODEL_DIR          CTranslate2 Whisper model directory (required)
-SPEAKERLAKE_SPEAKER_MODEL          resemblyzer weights ``pretrained.pt`` (default backend)
-SPEAKERLAKE_SEGMENTATION_MODEL     optional; default: the PyanNet checkpoint bundled in whisperx
-SPEAKERLAKE_PYANNOTE_DIR           optional local pyannote pipeline: replaces the default diarizer
-SPEAKERLAKE_ALIGN_MODEL_DIR        optional local wav2vec2 CTC dir: word times from whisperx.align
-SPEAKERLAKE_ASR_LANGUAGE           optional language code forcing the decoding language
-=================================  ==========================================================
 """
 
 from __future__ import annotations
 
-import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +29,7 @@ from assets.audio import asr as asr_mod
 from assets.audio import diarization as diar
 from assets.audio import vad as vad_mod
 from assets.audio.decode import SAMPLE_RATE, NoAudio, check_silence, decode_audio
-from orchestration.settings import model_dir
+from orchestration.settings import require_path
 from orchestration.tables import TABLES
 from orchestration.thresholds import threshold
 
@@ -82,12 +74,12 @@ def diarization_params() -> diar.DiarizationParams:
     )
 
 
-def asr_params() -> asr_mod.AsrParams:
+def asr_params(language: str | None = None) -> asr_mod.AsrParams:
     return asr_mod.AsrParams(
         chunk_s=threshold("asr_chunk_s"),
         batch_size=int(threshold("asr_batch_size")),
         beam_size=int(threshold("asr_beam_size")),
-        language=os.environ.get("SPEAKERLAKE_ASR_LANGUAGE") or None,
+        language=language,
         max_word_gap_s=threshold("asr_max_word_gap_s"),
     )
 
@@ -98,85 +90,99 @@ def _torch_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+# --------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class AudioModelSettings:
+    """Where the audio models are (fields of the ``models`` resource; see orchestration.settings)."""
+
+    vad_model: str | None = None
+    asr_model_dir: str | None = None
+    speaker_model: str | None = None
+    segmentation_model: str | None = None  # None: the PyanNet checkpoint bundled in whisperx
+    pyannote_dir: str | None = None  # set: the pyannote pipeline replaces the resemblyzer diarizer
+    align_model_dir: str | None = None  # set: word times from whisperx.align
+    asr_language: str | None = None  # force the decoding language
+
+
+@dataclass(frozen=True)
+class AudioModels:
+    """The loaded audio models of one process (loading is cached per path)."""
+
+    settings: AudioModelSettings
+    device: str
+    vad: object
+    asr: object  # whisperx FasterWhisperPipeline; .model is the faster_whisper.WhisperModel
+    encoder: object | None = None  # resemblyzer VoiceEncoder (default diarizer)
+    segmentation: object | None = None  # PyanNet segmentation (default diarizer)
+    pyannote: object | None = None  # pyannote pipeline (when configured)
+    load_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def load_audio_models(settings: AudioModelSettings) -> AudioModels:
+    """Check every configured location, then load (and cache) the models.
+
+    Fails with :class:`~orchestration.settings.MissingSettingError` naming the setting when a
+    required model is not configured or does not exist: a setup error, not a per-video one.
+    """
+    vad_path = require_path(settings.vad_model, "vad_model", what="silero VAD (ONNX)")
+    asr_dir = require_path(settings.asr_model_dir, "asr_model_dir", what="Whisper ASR model (CTranslate2)")
+    if settings.pyannote_dir:
+        pyannote_dir = require_path(settings.pyannote_dir, "pyannote_dir", what="pyannote diarization pipeline")
+    else:
+        speaker_path = require_path(settings.speaker_model, "speaker_model", what="resemblyzer speaker encoder")
+        seg_path = (
+            require_path(settings.segmentation_model, "segmentation_model", what="pyannote segmentation model")
+            if settings.segmentation_model
+            else diar.segmentation_default_path()
+        )
+    if settings.align_model_dir:
+        require_path(settings.align_model_dir, "align_model_dir", what="wav2vec2 alignment model")
+    device = _torch_device()
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    vad = vad_mod.load_vad(str(vad_path))
+    seconds["vad"] = time.perf_counter() - t
+    t = time.perf_counter()
+    encoder = segmentation = pyannote = None
+    if settings.pyannote_dir:
+        pyannote = diar.load_pyannote_pipeline(str(pyannote_dir), device)
+    else:
+        encoder = diar.load_voice_encoder(str(speaker_path), device)
+        segmentation = diar.load_segmentation(str(seg_path), device)
+    seconds["diarization"] = time.perf_counter() - t
+    t = time.perf_counter()
+    asr_device, compute_type = asr_mod.device_and_compute_type()
+    asr = asr_mod.load_asr(str(asr_dir), asr_device, compute_type, settings.asr_language or None)
+    seconds["asr"] = time.perf_counter() - t
+    return AudioModels(settings, device, vad, asr, encoder, segmentation, pyannote, seconds)
+
+
 # --------------------------------------------------------------------------- steps
-def run_vad(audio: np.ndarray, vad_model: Path, params: dict[str, float]) -> list[tuple[float, float]]:
-    probs = vad_mod.speech_probabilities(vad_mod.load_vad(str(vad_model)), audio)
+def run_vad(audio: np.ndarray, vad_model, params: dict[str, float]) -> list[tuple[float, float]]:
+    probs = vad_mod.speech_probabilities(vad_model, audio)
     return vad_mod.speech_regions(probs, duration=len(audio) / SAMPLE_RATE, **params)
 
 
-def run_diarization(audio: np.ndarray, regions: list[tuple[float, float]], params: diar.DiarizationParams) -> list[diar.Turn]:
-    device = _torch_device()
-    pyannote_dir = os.environ.get("SPEAKERLAKE_PYANNOTE_DIR")
-    if pyannote_dir:
-        pipeline = diar.load_pyannote_pipeline(str(model_dir("SPEAKERLAKE_PYANNOTE_DIR", what="pyannote diarization pipeline")), device)
-        return diar.diarize_pyannote(audio, pipeline=pipeline, max_speakers=params.max_speakers, overlap_min_s=params.overlap_min_s)
-    encoder = diar.load_voice_encoder(str(model_dir("SPEAKERLAKE_SPEAKER_MODEL", what="resemblyzer speaker encoder")), device)
-    seg_path = (
-        model_dir("SPEAKERLAKE_SEGMENTATION_MODEL", what="pyannote segmentation model")
-        if os.environ.get("SPEAKERLAKE_SEGMENTATION_MODEL")
-        else diar.segmentation_default_path()
-    )
+def run_diarization(audio: np.ndarray, regions: list[tuple[float, float]], models: AudioModels, params: diar.DiarizationParams) -> list[diar.Turn]:
+    if models.pyannote is not None:
+        return diar.diarize_pyannote(audio, pipeline=models.pyannote, max_speakers=params.max_speakers, overlap_min_s=params.overlap_min_s)
     return diar.diarize_resemblyzer(
-        audio, segmentation_model=diar.load_segmentation(str(seg_path), device), encoder=encoder, params=params, speech_regions=regions
+        audio, segmentation_model=models.segmentation, encoder=models.encoder, params=params, speech_regions=regions
     )
 
 
-def run_asr(audio: np.ndarray, regions: list[tuple[float, float]], asr_dir: Path, params: asr_mod.AsrParams) -> asr_mod.AsrResult:
-    device, compute_type = asr_mod.device_and_compute_type()
-    pipeline = asr_mod.load_asr(str(asr_dir), device, compute_type, params.language)
-    align_dir = os.environ.get("SPEAKERLAKE_ALIGN_MODEL_DIR")
-    result = asr_mod.transcribe(pipeline.model, audio, regions, params=params, word_timestamps=not align_dir)
+def run_asr(audio: np.ndarray, regions: list[tuple[float, float]], models: AudioModels, params: asr_mod.AsrParams) -> asr_mod.AsrResult:
+    align_dir = models.settings.align_model_dir
+    result = asr_mod.transcribe(models.asr.model, audio, regions, params=params, word_timestamps=not align_dir)
     if align_dir and result.segments:
-        path = model_dir("SPEAKERLAKE_ALIGN_MODEL_DIR", what="wav2vec2 alignment model")
-        align_model, metadata = asr_mod.load_align(str(path), result.language or params.language or "en", device)
-        result = asr_mod.align_segments(result, audio, align_model=align_model, align_metadata=metadata, device=device)
+        align_model, metadata = asr_mod.load_align(align_dir, result.language or params.language or "en", models.device)
+        result = asr_mod.align_segments(result, audio, align_model=align_model, align_metadata=metadata, device=models.device)
     return result
 
 
-def preload_models() -> dict[str, float]:
-    """Load (and cache) every configured model; returns seconds per model.
-
-    Optional: ``analyze_audio`` loads lazily. Useful to keep model loading out of
-    per-video timings (RTF) or to warm a worker.
-    """
-    out: dict[str, float] = {}
-    device = _torch_device()
-    t = time.perf_counter()
-    vad_mod.load_vad(str(model_dir("SPEAKERLAKE_VAD_MODEL", what="silero VAD (ONNX)")))
-    out["vad"] = time.perf_counter() - t
-    t = time.perf_counter()
-    if os.environ.get("SPEAKERLAKE_PYANNOTE_DIR"):
-        diar.load_pyannote_pipeline(str(model_dir("SPEAKERLAKE_PYANNOTE_DIR", what="pyannote diarization pipeline")), device)
-    else:
-        diar.load_voice_encoder(str(model_dir("SPEAKERLAKE_SPEAKER_MODEL", what="resemblyzer speaker encoder")), device)
-        seg_path = (
-            model_dir("SPEAKERLAKE_SEGMENTATION_MODEL", what="pyannote segmentation model")
-            if os.environ.get("SPEAKERLAKE_SEGMENTATION_MODEL")
-            else diar.segmentation_default_path()
-        )
-        diar.load_segmentation(str(seg_path), device)
-    out["diarization"] = time.perf_counter() - t
-    t = time.perf_counter()
-    device, compute_type = asr_mod.device_and_compute_type()
-    asr_mod.load_asr(
-        str(model_dir("SPEAKERLAKE_ASR_MODEL_DIR", what="Whisper ASR model (CTranslate2)")),
-        device,
-        compute_type,
-        os.environ.get("SPEAKERLAKE_ASR_LANGUAGE") or None,
-    )
-    out["asr"] = time.perf_counter() - t
-    return out
-
-
 # --------------------------------------------------------------------------- entry point
-def analyze_audio(video_id: str, media_path: str | Path) -> AudioTables:
-    """All four audio tables of one video (see the module doc)."""
-    # resolve every required model location first: a misconfiguration fails loudly, naming the setting
-    vad_model = model_dir("SPEAKERLAKE_VAD_MODEL", what="silero VAD (ONNX)")
-    asr_dir = model_dir("SPEAKERLAKE_ASR_MODEL_DIR", what="Whisper ASR model (CTranslate2)")
-    if not os.environ.get("SPEAKERLAKE_PYANNOTE_DIR"):
-        model_dir("SPEAKERLAKE_SPEAKER_MODEL", what="resemblyzer speaker encoder")
-
+def analyze_audio(video_id: str, media_path: str | Path, models: AudioModels) -> AudioTables:
+    """All four audio tables of one video (see the module doc); ``models`` from :func:`load_audio_models`."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
     audio = decode_audio(media_path)
@@ -189,21 +195,21 @@ def analyze_audio(video_id: str, media_path: str | Path) -> AudioTables:
         return empty_tables(silent.reason, silent.message, timings)
 
     t = time.perf_counter()
-    regions = run_vad(audio, vad_model, vad_params())
+    regions = run_vad(audio, models.vad, vad_params())
     timings["vad"] = time.perf_counter() - t
     if not regions:
         return empty_tables("no_speech", "the VAD found no speech", timings)
     speech = vad_mod.speech_segments_table(video_id, regions)
 
     t = time.perf_counter()
-    turns = run_diarization(audio, regions, diarization_params())
+    turns = run_diarization(audio, regions, models, diarization_params())
     timings["diarization"] = time.perf_counter() - t
     speaker_turns = diar.speaker_turns_table(video_id, turns)
     video_speakers = diar.video_speakers_table(video_id, speaker_turns)
 
     t = time.perf_counter()
-    params = asr_params()
-    result = run_asr(audio, regions, asr_dir, params)
+    params = asr_params(models.settings.asr_language)
+    result = run_asr(audio, regions, models, params)
     timings["asr"] = time.perf_counter() - t
     named_turns = list(zip(speaker_turns["speaker_local"].to_list(), speaker_turns["start"].to_list(), speaker_turns["end"].to_list()))
     rows = asr_mod.transcript_rows(result, named_turns, max_gap_s=params.max_word_gap_s)

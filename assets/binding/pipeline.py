@@ -21,7 +21,7 @@ from assets.binding.envelope import SAMPLE_RATE
 from assets.binding.identity import assign_speaker_ids, track_embeddings, video_identities
 from assets.binding.listening import listening_frames, merge_spans
 from assets.binding.params import BindingParams
-from assets.binding.sync import mouth_sync, sync_backend, sync_scores_frame, sync_windows
+from assets.binding.sync import SyncModels, mouth_sync, sync_scores_frame, sync_windows
 from orchestration.tables import TABLES
 
 OUTPUTS = ("sync_scores", "bindings", "track_identities", "listening_segments")
@@ -71,7 +71,7 @@ def analyze_binding(
     tables: dict[str, pl.DataFrame],
     *,
     params: BindingParams | None = None,
-    backend: str | None = None,
+    sync_models: SyncModels | None = None,
     media_path: str | Path | None = None,
     fps: float | None = None,
     stats: BindingStats | None = None,
@@ -81,10 +81,11 @@ def analyze_binding(
     ``audio``: the video's 16 kHz mono waveform (`assets.audio.decode.decode_audio`), or
     None (or its ``NoAudio``) when it has none: then no sync, no bindings, identities
     without speakers and no listening. ``tables``: that video's ``face_tracks``, ``shots``,
-    ``speaker_turns``, ``video_speakers`` and ``transcripts``. ``backend`` defaults to the
-    ``SPEAKERLAKE_SYNC_BACKEND`` setting; ``syncnet`` also needs ``media_path``.
+    ``speaker_turns``, ``video_speakers`` and ``transcripts``. ``sync_models``: the lip-sync backend
+    (`assets.binding.sync.load_sync_models`; default ``mouth``); ``syncnet`` also needs ``media_path``.
     """
-    backend = backend or sync_backend()
+    sync_models = sync_models or SyncModels()
+    backend = sync_models.backend
     params = params or BindingParams.from_thresholds(backend)
     stats = stats if stats is not None else BindingStats()
     t_start = time.perf_counter()
@@ -107,7 +108,7 @@ def analyze_binding(
 
         if media_path is None:
             raise ValueError("the syncnet sync backend needs media_path (it reads face crops from the video)")
-        results = syncnet_sync(windows, tracks, audio, media_path, fps, max_offset=params.sync_max_offset)
+        results = syncnet_sync(windows, tracks, audio, media_path, fps, max_offset=params.sync_max_offset, net=sync_models.syncnet)
     else:
         results = mouth_sync(
             windows,

@@ -12,7 +12,7 @@ score the track's frames inside the turn against the audio, over offsets ``s`` i
 - ``confidence = median_s d(s) - min_s d(s)`` (peak over the background of the curve),
 - ``dist = min_s d(s)`` (the distance at the best shift).
 
-Backends (setting ``SPEAKERLAKE_SYNC_BACKEND``):
+Backends (setting ``sync_backend``, env ``SPEAKERLAKE_SYNC_BACKEND``):
 
 ``mouth`` (default, offline, no extra model): ``d(s) = 1 - r(s)`` where ``r(s)`` is the
 Pearson correlation between the track's high-passed mouth-opening signal and the
@@ -31,21 +31,20 @@ Windows: each diarized turn is trimmed by ``sync_turn_trim_s`` at both ends (see
 window by up to ``max_offset`` frames, so every shift is scored on the same video frames.
 
 ``syncnet``: the original SyncNet network on face crops and MFCCs
-(`assets.binding.syncnet`), weights from ``SPEAKERLAKE_SYNCNET_WEIGHTS``.
+(`assets.binding.syncnet`), weights from the ``syncnet_weights`` setting (``SPEAKERLAKE_SYNCNET_WEIGHTS``).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from assets.binding.envelope import fill_nan, highpass, speech_envelope
+from orchestration.settings import MissingSettingError, setting_label
 from orchestration.tables import TABLES
 
-BACKEND_SETTING = "SPEAKERLAKE_SYNC_BACKEND"
 BACKENDS = ("mouth", "syncnet")
 
 
@@ -67,11 +66,25 @@ class SyncResult:
     dist: float
 
 
-def sync_backend() -> str:
-    name = (os.environ.get(BACKEND_SETTING) or "mouth").strip().lower()
+@dataclass(frozen=True)
+class SyncModels:
+    """The lip-sync backend of a run: ``mouth`` needs no model, ``syncnet`` its loaded network."""
+
+    backend: str = "mouth"
+    syncnet: object | None = None
+
+
+def load_sync_models(backend: str | None, syncnet_weights: str | None = None) -> SyncModels:
+    """Check the backend name (the ``sync_backend`` setting) and load what it needs; fails
+    naming the setting (``syncnet_weights`` for the syncnet backend)."""
+    name = (backend or "mouth").strip().lower()
     if name not in BACKENDS:
-        raise ValueError(f"{BACKEND_SETTING}={name!r}: expected one of {BACKENDS}")
-    return name
+        raise MissingSettingError(f"{setting_label('sync_backend')} = {name!r}: expected one of {BACKENDS}")
+    if name == "syncnet":
+        from assets.binding.syncnet import load_syncnet
+
+        return SyncModels(name, load_syncnet(syncnet_weights))
+    return SyncModels(name)
 
 
 def summarise_curve(dists: np.ndarray, max_offset: int) -> SyncResult:

@@ -28,9 +28,9 @@ import numpy as np
 import polars as pl
 
 from assets.binding.sync import SyncResult, SyncWindow, summarise_curve
-from orchestration.settings import model_dir
+from orchestration.settings import require_path
 
-WEIGHTS_SETTING = "SPEAKERLAKE_SYNCNET_WEIGHTS"
+WEIGHTS_FIELD = "syncnet_weights"
 CLIP = 5
 CROP = 224
 
@@ -75,15 +75,15 @@ def _net():
     return SyncNet()
 
 
-def load_syncnet(path: str | Path | None = None):
-    """The SyncNet module in eval mode, weights from ``path`` or the setting."""
+def load_syncnet(path: str | Path | None):
+    """The SyncNet module in eval mode, weights from ``path`` (the ``syncnet_weights`` setting)."""
     import torch
 
-    p = Path(path) if path is not None else model_dir(WEIGHTS_SETTING, what="SyncNet sync backend (syncnet_v2.model)")
+    p = require_path(path, WEIGHTS_FIELD, what="SyncNet sync backend (syncnet_v2.model)")
     if p.is_dir():
         cands = sorted(p.glob("*.model")) + sorted(p.glob("*.pt")) + sorted(p.glob("*.pth"))
         if not cands:
-            raise FileNotFoundError(f"{WEIGHTS_SETTING}={p}: no *.model/*.pt/*.pth file in the directory")
+            raise FileNotFoundError(f"syncnet_weights={p}: no *.model/*.pt/*.pth file in the directory")
         p = cands[0]
     state = torch.load(str(p), map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state:
@@ -139,13 +139,12 @@ def crop_face(img: np.ndarray, box: np.ndarray, crop_scale: float = 0.4) -> np.n
     return cv2.resize(face, (CROP, CROP))
 
 
-def syncnet_sync(windows: list[SyncWindow], face_tracks: pl.DataFrame, audio: np.ndarray, media_path: str | Path, fps: float, *, max_offset: int, net=None, batch: int = 16) -> dict[tuple[int, int], SyncResult]:
+def syncnet_sync(windows: list[SyncWindow], face_tracks: pl.DataFrame, audio: np.ndarray, media_path: str | Path, fps: float, *, max_offset: int, net, batch: int = 16) -> dict[tuple[int, int], SyncResult]:
     """The ``syncnet`` backend: (track_id, turn_id) -> SyncResult."""
     import av
     import torch
     from scipy.signal import medfilt
 
-    net = net if net is not None else load_syncnet()
     cc = mfcc(audio)
     n_vid = int(np.ceil(cc.shape[1] * fps / 100.0)) + 1
     aud_in = []

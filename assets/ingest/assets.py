@@ -6,39 +6,38 @@ import polars as pl
 
 from assets.ingest.ingest import ingest_file
 from assets.ingest.planning import batch_plan
-from orchestration import lake
 from orchestration.batch import mark_stage_done, reject_rows, replace_rejects
+from orchestration.checks import key_check_results, key_check_specs, share_check, stage_check_spec
+from orchestration.metadata import asset_spec, materialization_metadata
 from orchestration.partitions import ingest_batches
+from orchestration.resources import LakeResource
 from orchestration.tables import TABLES
 from orchestration.thresholds import threshold
+
+REJECT_SHARE = "ingest_reject_share"
 
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(
-            "videos",
-            group_name="ingest",
-            kinds={"delta", "pyav"},
-            description="One row per unique source video (content hash), probed with PyAV; media copied into the lake.",
-        ),
-        dg.AssetSpec(
-            "rejects",
-            group_name="ingest",
-            kinds={"delta"},
-            description="Unusable inputs with a machine-readable reason (later stages add their failures too).",
-        ),
+        asset_spec("videos", group_name="ingest", kinds={"delta", "pyav"}),
+        asset_spec("rejects", group_name="ingest", kinds={"delta"}),
+    ],
+    check_specs=[
+        *key_check_specs(("videos", "rejects")),
+        stage_check_spec("rejects", REJECT_SHARE, "share of the batch's planned files rejected at ingest is at most check_max_reject_share"),
     ],
     partitions_def=ingest_batches,
 )
-def ingest(context: dg.AssetExecutionContext):
+def ingest(context: dg.AssetExecutionContext, lake: LakeResource):
     batch_id = context.partition_key
-    plan = batch_plan(batch_id)
-    existing = lake.read("videos").select("video_id", "batch_id")
+    uri = lake.uri
+    plan = batch_plan(batch_id, uri)
+    existing = lake.scan("videos").select("video_id", "batch_id").collect()
     known = dict(zip(existing["video_id"].to_list(), existing["batch_id"].to_list()))
     min_s = threshold("min_video_seconds")
     rows, rejects, done = [], [], 0
     for i, f in enumerate(plan.iter_rows(named=True), 1):
-        out = ingest_file(f["source_uri"], batch_id, problem=f["problem"], known_ids=known, min_duration_s=min_s)
+        out = ingest_file(f["source_uri"], batch_id, problem=f["problem"], known_ids=known, min_duration_s=min_s, lake_uri=uri)
         if "video" in out:
             rows.append(out["video"])
             known[out["video"]["video_id"]] = batch_id
@@ -48,14 +47,24 @@ def ingest(context: dg.AssetExecutionContext):
         else:
             done += 1
         context.log.info(f"ingest {i}/{plan.height}: {f['source_uri']}")
-    n_new = lake.write("videos", pl.DataFrame(rows) if rows else TABLES["videos"].empty())
-    replace_rejects(batch_id, "ingest", reject_rows(batch_id, "ingest", rejects))
-    mark_stage_done(batch_id, "ingest", plan.height)
+    new_videos = TABLES["videos"].conform(pl.DataFrame(rows)) if rows else TABLES["videos"].empty()
+    lake.write("videos", new_videos)
+    reject_frame = reject_rows(batch_id, "ingest", rejects)
+    replace_rejects(batch_id, "ingest", reject_frame, uri)
+    mark_stage_done(batch_id, "ingest", plan.height, uri)
     by_reason = {}
     for r in rejects:
         by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + 1
     yield dg.MaterializeResult(
         asset_key="videos",
-        metadata={"planned_files": plan.height, "new_videos": n_new, "already_ingested": done},
+        metadata={**materialization_metadata("videos", new_videos, lake.count("videos")), "planned_files": plan.height, "already_ingested": done},
     )
-    yield dg.MaterializeResult(asset_key="rejects", metadata={"rejected": len(rejects), **{f"reason_{k}": v for k, v in by_reason.items()}})
+    yield dg.MaterializeResult(
+        asset_key="rejects",
+        metadata={**materialization_metadata("rejects", reject_frame, lake.count("rejects")), **{f"reason_{k}": v for k, v in by_reason.items()}},
+    )
+    yield from key_check_results("videos", lake.scan("videos").filter(pl.col("batch_id") == batch_id).collect())
+    yield from key_check_results("rejects", lake.scan("rejects").filter(pl.col("batch_id") == batch_id).collect())
+    # duplicates are not a problem of the batch: the same bytes were ingested before
+    problems = [r["source_uri"] for r in rejects if r["reason"] != "duplicate"]
+    yield share_check("rejects", REJECT_SHARE, numerator=len(problems), denominator=plan.height, limit_name="check_max_reject_share", at_most=True, offenders=problems)

