@@ -18,7 +18,6 @@ from assets.audio import assets as audio_assets
 from assets.binding import assets as binding_assets
 from assets.ingest import assets as ingest_assets
 from assets.vision import assets as vision_assets
-from orchestration.partitions import ingest_batches
 from orchestration.resources import default_resources
 from orchestration.schedules import build_periodic_scan
 from orchestration.sensors import PROCESS_JOB, new_media_sensor
@@ -28,7 +27,6 @@ STAGE_MODULES = [ingest_assets, audio_assets, vision_assets, binding_assets]
 process_batch = dg.define_asset_job(
     PROCESS_JOB,
     selection=dg.AssetSelection.all(),
-    partitions_def=ingest_batches,
     description="Everything for one ingest batch: ingest, audio, vision, binding.",
 )
 

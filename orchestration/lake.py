@@ -299,19 +299,19 @@ def duckdb_connection(lake: str | None = None, *, views: bool = True) -> duckdb.
 
 
 def create_views(con: duckdb.DuckDBPyConnection, lake: str) -> list[str]:
-    """Run sql/views.sql with ``{lake}`` substituted, one statement per table that exists."""
+    """One view per catalogue table (``delta_scan``; an empty view with the declared schema
+    while the table does not exist yet), then the extra views of sql/views.sql."""
     made = []
+    for name, spec in TABLES.items():
+        if table_exists(name, lake):
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM delta_scan('{table_uri(name, lake)}')")
+        else:
+            con.register(f"__empty_{name}", spec.empty().to_arrow())
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM __empty_{name}")
+        made.append(name)
     text = "\n".join(line for line in (SQL_DIR / "views.sql").read_text().splitlines() if not line.strip().startswith("--"))
     for body in (s.strip() for s in text.split(";")):
-        if not body:
-            continue
-        name = body.split()[4] if body.upper().startswith("CREATE OR REPLACE VIEW") else None
-        if name in TABLES and not table_exists(name, lake):
-            # An empty view with the declared schema, so queries work before the first run.
-            con.register(f"__empty_{name}", TABLES[name].empty().to_arrow())
-            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM __empty_{name}")
-        else:
+        if body:
             con.execute(body.replace("{lake}", lake).replace("{sql}", str(SQL_DIR)))
-        if name:
-            made.append(name)
+            made.append(body.split()[4])
     return made

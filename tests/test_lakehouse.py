@@ -169,8 +169,10 @@ def test_sensor_recovers_planned_batch_without_partition(tmp_path, ingest_inputs
 
 
 def test_schedule_scans_source(tmp_path, ingest_inputs, local_lake, monkeypatch):
-    from orchestration.schedules import periodic_scan
+    from orchestration.schedules import build_periodic_scan
 
+    periodic_scan = build_periodic_scan()
+    assert build_periodic_scan("*/5 * * * *").cron_schedule == "*/5 * * * *"  # the cadence is read when definitions are built
     src = _source_with(tmp_path, ingest_inputs, ["good_bikes"])
     monkeypatch.setenv("SPEAKERLAKE_SOURCE", str(src))
     monkeypatch.setenv("SPEAKERLAKE_SETTLE_SECONDS", "0")

@@ -1,0 +1,138 @@
+"""Failures never hide: a setup error fails the run and leaves the batch pending, one bad
+video is one stage_error and the rest succeed, `--retry-failed` reruns exactly the failed
+videos; the catalogue's generated checks catch a duplicated key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+from deltalake import write_deltalake
+
+from assets.ingest import assets as ingest_assets
+from assets.ingest.planning import plan_batches, planned_batches
+from orchestration import lake
+from orchestration.batch import PER_VIDEO_STAGES, incomplete_batches
+from orchestration.checks import key_check_names, key_check_results
+from orchestration.definitions import build_defs
+from orchestration.resources import LakeResource, models_from_env
+from orchestration.tables import TABLES
+
+REPO = Path(__file__).resolve().parent.parent
+NOT_ASSETS = {"batch_files", "batch_status", "stage_status"}  # bookkeeping tables written by the plumbing
+
+
+def cli(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    # cwd outside the repo: the CLI must not pick up a developer's .env
+    return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture
+def inbox(tmp_path, ingest_inputs) -> Path:
+    src = tmp_path / "inbox"
+    src.mkdir()
+    for name in ("good_talking", "good_bikes"):
+        (src / ingest_inputs[name].name).write_bytes(ingest_inputs[name].read_bytes())
+    return src
+
+
+def statuses(uri: str) -> pl.DataFrame:
+    return lake.read("stage_status", uri).sort("stage", "video_id")
+
+
+def test_missing_model_setting_fails_the_run_and_leaves_the_batch_pending(tmp_path, inbox, shipped_models):
+    uri = str(tmp_path / "lake")
+    env = {k: v for k, v in os.environ.items() if k != "SPEAKERLAKE_FACE_MODEL_DIR"}
+    r = cli("run", str(inbox), "--lake", uri, "--in-process", env=env, cwd=tmp_path)
+    assert r.returncode == 1, r.stdout[-3000:]
+    assert "SPEAKERLAKE_FACE_MODEL_DIR" in r.stdout and "FAILED" in r.stdout
+    (batch,) = planned_batches(uri)
+    assert incomplete_batches([batch], uri) == [batch]
+    assert statuses(uri).filter(pl.col("stage") == "vision").is_empty()  # nothing marked done
+    assert lake.read("rejects", uri).filter(pl.col("reason") == "stage_error").is_empty()  # not the videos' fault
+
+    r = cli("run", str(inbox), "--lake", uri, "--in-process", env=dict(os.environ), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "1 to run" in r.stdout
+    st = statuses(uri)
+    assert st.height == 2 * len(PER_VIDEO_STAGES) and set(st["status"]) == {"ok"}
+    assert incomplete_batches([batch], uri) == []
+
+
+def test_a_corrupt_video_is_one_stage_error_and_retry_failed_reruns_only_it(tmp_path, inbox, shipped_models, monkeypatch):
+    uri = str(tmp_path / "lake")
+    monkeypatch.setenv("SPEAKERLAKE_LAKE", uri)
+    (batch,) = plan_batches(str(inbox), 10, uri)
+    defs = build_defs(resources={"lake": LakeResource(location=uri), "models": models_from_env(resolved=True)})
+    with dg.DagsterInstance.get() as instance:  # the tests' own DAGSTER_HOME (conftest), shared with the CLI below
+        instance.add_dynamic_partitions("ingest_batches", [batch])
+        job = defs.resolve_job_def("process_batch")
+        assert job.execute_in_process(partition_key=batch, instance=instance, asset_selection=[dg.AssetKey("videos"), dg.AssetKey("rejects")]).success
+        videos = lake.read("videos", uri)
+        bad = videos.filter(pl.col("source_uri").str.ends_with("talking.mp4")).row(0, named=True)
+        good = videos.filter(pl.col("video_id") != bad["video_id"])["video_id"].to_list()
+        raw = Path(bad["raw_uri"])
+        intact = raw.read_bytes()
+        raw.write_bytes(intact[:2048])  # the stored copy got corrupted after ingest
+        stage_keys = [k for k in job.asset_layer.executable_asset_keys if k.to_user_string() not in ("videos", "rejects")]
+        result = job.execute_in_process(partition_key=batch, instance=instance, asset_selection=stage_keys, raise_on_error=False)
+    assert result.success  # one bad video does not fail the batch
+    st = statuses(uri)
+    errors = st.filter(pl.col("status") == "error")
+    assert errors.select("stage", "video_id").rows() == [("vision", bad["video_id"])]
+    assert errors["reason"].to_list() == ["stage_error"] and errors["attempts"].to_list() == [1]
+    assert set(st.filter(pl.col("video_id").is_in(good))["status"]) == {"ok"}
+    assert lake.read("face_tracks", uri, video_ids=good).height > 0
+    rej = lake.read("rejects", uri).filter(pl.col("reason") == "stage_error")
+    assert rej.select("stage", "video_id").rows() == [("vision", bad["video_id"])] and "Error" in rej["message"][0]
+    failed_checks = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    assert "vision_failed_share" in failed_checks  # 1 of 2 videos failed: above check_max_failed_share
+
+    # the cause is fixed; only the failed video runs again, in every per-video stage
+    raw.write_bytes(intact)
+    before = st.filter(pl.col("video_id").is_in(good)).select("stage", "video_id", "updated_at")
+    r = cli("run", "--retry-failed", "--lake", uri, "--in-process", env=dict(os.environ), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "1 failed video(s)" in r.stdout
+    st = statuses(uri)
+    assert set(st["status"]) == {"ok"}
+    assert set(st.filter(pl.col("video_id") == bad["video_id"])["attempts"]) == {0}
+    after = st.filter(pl.col("video_id").is_in(good)).select("stage", "video_id", "updated_at")
+    assert after.equals(before)  # the good video was not processed again
+    assert lake.read("face_tracks", uri, video_ids=[bad["video_id"]]).height > 0
+    assert lake.read("rejects", uri).filter(pl.col("reason") == "stage_error").is_empty()
+    # nothing left to retry
+    r = cli("run", "--retry-failed", "--lake", uri, "--in-process", env=dict(os.environ), cwd=tmp_path)
+    assert r.returncode == 0 and "0 to run" in r.stdout
+
+
+def test_every_asset_table_has_generated_key_checks():
+    graph = build_defs().resolve_asset_graph()
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assets = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert assets == set(TABLES) - NOT_ASSETS
+    for t in assets:
+        for name in key_check_names(t):
+            assert (t, name) in checks, (t, name)
+
+
+def test_generated_key_checks_fail_on_a_duplicated_key(tmp_path):
+    uri = str(tmp_path / "lake")
+    rows = pl.DataFrame(
+        {"video_id": ["v1", "v1", "v1", "v2"], "turn_id": [0, 1, 1, None], "speaker_local": ["A", "B", "B", "A"], "start": [0.0, 1.0, 1.0, 0.0], "end": [1.0, 2.0, 2.0, 1.0], "overlap": [False] * 4}
+    )
+    lake.write("speaker_turns", rows.head(2), video_ids=["v1"], lake=uri)
+    # a writer that bypassed the catalogue appended a copy of a row and a row without a key
+    write_deltalake(lake.table_uri("speaker_turns", uri), TABLES["speaker_turns"].conform(rows.tail(2)).to_arrow(), mode="append")
+    results = {r.check_name: r for r in key_check_results("speaker_turns", lake.read("speaker_turns", uri))}
+    unique, not_null = key_check_names("speaker_turns")
+    assert not results[unique].passed and results[unique].metadata["duplicated_keys"].value == 1
+    assert results[unique].metadata["first_keys"].value == "v1/1"
+    assert not results[not_null].passed and results[not_null].metadata["rows_with_null_key"].value == 1
+    clean = {r.check_name: r.passed for r in key_check_results("speaker_turns", lake.read("speaker_turns", uri).unique(keep="first").drop_nulls("turn_id"))}
+    assert clean == {unique: True, not_null: True}
