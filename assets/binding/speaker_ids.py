@@ -422,7 +422,10 @@ def _update(new_units, speakers, members, *, threshold: float, chunk: int, video
     static = sp.filter(~pl.col("speaker_id").is_in(touched_ids))
     s_ids = static["speaker_id"].to_list()
     s_mat, s_ok = _centroid_matrix(static["centroid"])
-    d = len(valid[0]["vec"]) if valid else 0
+    dims = {len(m["vec"]) for m in valid} | {len(c.sum) for c in clusters.values() if c.sum is not None}
+    if len(dims) > 1:
+        raise ValueError(f"embedding dims differ among units and members: {sorted(dims)}")
+    d = dims.pop() if dims else 0
     if d and s_mat.shape[0] and s_mat.shape[1] and s_mat.shape[1] != d:
         raise ValueError(f"embedding dims differ: units {d}, centroids {s_mat.shape[1]}")
 
