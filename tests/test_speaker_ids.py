@@ -339,3 +339,31 @@ def test_identity_units_from_tracks():
     t = track_speaker_ids(ti.with_columns(speaker_id=pl.lit(None, pl.String)), a)
     assert t.columns == ["video_id", "track_id", "speaker_local", "speaker_id"]
     assert t["speaker_id"].to_list() == ["spk_a", "spk_a", "spk_b", None, None]
+
+
+def test_speakers_from_members_rollup():
+    """Duration-weighted centroid; a duplicate row (a rerun) counted once; a member without
+    embedding counts in n_tracks/seconds only; null speaker_id ignored."""
+    m = pl.DataFrame(
+        [
+            ("v2", "spk0", "spk_a", [0.0, 1.0, 0.0], 2, 1.0),
+            ("v1", "spk0", "spk_a", [1.0, 0.0, 0.0], 1, 3.0),
+            ("v1", "spk0", "spk_a", [1.0, 0.0, 0.0], 1, 3.0),
+            ("v1", "track:4", "spk_a", None, 1, 5.0),
+            ("v3", "spk0", "spk_b", [0.0, 0.0, 2.0], 4, 0.0),
+            ("v3", "spk1", None, [0.0, 1.0, 0.0], 1, 9.0),
+        ],
+        schema={"video_id": pl.String, "unit": pl.String, "speaker_id": pl.String, "embedding": pl.List(pl.Float32), "n_tracks": pl.Int32, "seconds": pl.Float64},
+        orient="row",
+    )
+    sp = speakers_from_members(m)
+    assert sp.schema == TABLES["speakers"].polars_schema
+    rows = {r["speaker_id"]: r for r in sp.iter_rows(named=True)}
+    assert sorted(rows) == ["spk_a", "spk_b"]
+    a, b = rows["spk_a"], rows["spk_b"]
+    np.testing.assert_allclose(a["centroid"], np.array([3.0, 1.0, 0.0]) / np.sqrt(10), rtol=1e-6)
+    assert (a["n_videos"], a["n_tracks"], a["seconds"]) == (2, 4, 9.0)
+    np.testing.assert_allclose(b["centroid"], [0.0, 0.0, 1.0])
+    assert (b["n_videos"], b["n_tracks"], b["seconds"]) == (1, 4, 0.0)
+    # the member order does not matter, bit for bit
+    assert speakers_from_members(m.reverse()).sort("speaker_id").equals(sp.sort("speaker_id"))
