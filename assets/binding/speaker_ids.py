@@ -295,16 +295,20 @@ def speakers_from_members(members: pl.DataFrame) -> pl.DataFrame:
     )
     ids = m["speaker_id"].to_numpy()
     emb, ok = _centroid_matrix(m["embedding"])
-    w = np.array([_weight(s) for s in m["seconds"].to_list()], dtype=np.float64)
-    cents: dict[str, list[float] | None] = {}
+    w = m["seconds"].fill_null(0.0).to_numpy().astype(np.float64)
+    w = np.where(np.isfinite(w), np.maximum(w, EMBEDDING_FLOOR_S), EMBEDDING_FLOOR_S)  # as _weight
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])  # counts is in the same group order
     if emb.shape[1]:
-        wv = emb.astype(np.float64) * (w * ok)[:, None]
-        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-        sums = np.add.reduceat(wv, starts, axis=0)
+        sums = np.add.reduceat(emb.astype(np.float64) * (w * ok)[:, None], starts, axis=0)
         has = np.add.reduceat(ok.astype(np.int64), starts) > 0
-        for i, st in enumerate(starts):
-            cents[ids[st]] = _norm(sums[i]).astype(np.float32).tolist() if has[i] else None
-    out = counts.with_columns(centroid=pl.Series([cents.get(s) for s in counts["speaker_id"].to_list()], dtype=F32_LIST))
+        norms = np.linalg.norm(sums, axis=1)
+        has &= norms > 1e-12
+        cen = (sums / np.where(has, norms, 1.0)[:, None]).astype(np.float32)
+        col = pl.Series("centroid", cen).cast(pl.Array(pl.Float32, cen.shape[1])).cast(F32_LIST)
+        col = pl.select(pl.when(pl.Series(has)).then(col).otherwise(None)).to_series().alias("centroid")
+    else:
+        col = pl.Series("centroid", [None] * len(starts), dtype=F32_LIST)
+    out = counts.with_columns(col)
     return spec.conform(out.select(list(spec.schema)))
 
 
