@@ -356,10 +356,34 @@ class _Cluster:
 
 
 def _rows(df: pl.DataFrame) -> list[dict]:
-    out = []
-    for r in df.iter_rows(named=True):
-        out.append({**r, "vec": _vec(r["embedding"]), "w": _weight(r["seconds"])})
+    """Rows without their embedding lists, plus ``vec`` (unit float64 vector or None) and
+    ``w`` (duration weight)."""
+    mat, ok = _centroid_matrix(df["embedding"])
+    out = df.drop("embedding").to_dicts()
+    for i, r in enumerate(out):
+        r["vec"] = mat[i].astype(np.float64) if ok[i] else None
+        r["w"] = _weight(r["seconds"])
     return out
+
+
+def _pairs_at_least(a: np.ndarray, b: np.ndarray, b_ok: np.ndarray, threshold: float, chunk: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row in a, row in b, cosine) of every pair with cosine >= threshold, b's unusable
+    rows excluded; float32, ``chunk`` rows of ``a`` at a time (memory chunk x len(b))."""
+    rows, cols, sims = [], [], []
+    if len(a) and len(b) and a.shape[1] and b.shape[1]:
+        if a.shape[1] != b.shape[1]:
+            raise ValueError(f"embedding dims differ: {a.shape[1]} vs {b.shape[1]}")
+        bt = np.ascontiguousarray(b.T, dtype=np.float32)
+        for i in range(0, len(a), chunk):
+            s = a[i : i + chunk].astype(np.float32, copy=False) @ bt
+            r, c = np.nonzero(s >= threshold)
+            keep = b_ok[c]
+            rows.append(r[keep] + i)
+            cols.append(c[keep])
+            sims.append(s[r[keep], c[keep]])
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(sims)
 
 
 def touched_speaker_ids(new_units: pl.DataFrame, speakers: pl.DataFrame, assignments: pl.DataFrame, *, threshold: float, chunk: int = 256) -> list[str]:
@@ -371,15 +395,9 @@ def touched_speaker_ids(new_units: pl.DataFrame, speakers: pl.DataFrame, assignm
     if not speakers.is_empty() and not new_units.is_empty():
         cm, ok = _centroid_matrix(speakers["centroid"])
         um, uok = _centroid_matrix(new_units["embedding"])
-        if cm.shape[1] and um.shape[1]:
-            if cm.shape[1] != um.shape[1]:
-                raise ValueError(f"embedding dims differ: units {um.shape[1]}, centroids {cm.shape[1]}")
-            um = um[uok]
-            sid = speakers["speaker_id"].to_numpy()
-            hit = np.zeros(len(sid), bool)
-            for i in range(0, len(um), chunk):
-                hit |= ((um[i : i + chunk] @ cm.T) >= threshold - 1e-6).any(axis=0)
-            ids |= set(sid[hit & ok].tolist())
+        _, cols, _ = _pairs_at_least(um[uok], cm, ok, threshold - 1e-6, chunk)
+        sid = speakers["speaker_id"].to_list()
+        ids |= {sid[c] for c in np.unique(cols).tolist()}
     return sorted(ids)
 
 
@@ -437,11 +455,8 @@ def _update(new_units, speakers, members, *, threshold: float, chunk: int, video
     cand: list[list[tuple[float, int]]] = [[] for _ in valid]
     if valid and len(s_ids) and s_mat.shape[1]:
         um = np.stack([m["vec"] for m in valid]).astype(np.float32)
-        for i in range(0, len(valid), chunk):
-            sims = um[i : i + chunk] @ s_mat.T
-            sims[:, ~s_ok] = -np.inf
-            for r, c in zip(*np.nonzero(sims >= threshold)):
-                cand[i + r].append((float(sims[r, c]), int(c)))
+        for r, c, sim in zip(*_pairs_at_least(um, s_mat, s_ok, threshold, chunk)):
+            cand[int(r)].append((float(sim), int(c)))
         for c in cand:
             c.sort(key=lambda x: (-x[0], x[1]))
 
@@ -506,30 +521,31 @@ def _update(new_units, speakers, members, *, threshold: float, chunk: int, video
     final = [c for c in dyn if c.members]
 
     # 4. name, 5. roll up
-    out_assign, out_members = [], []
+    out_assign, final_ids = [], []
     new_ids: set[str] = set()
     for c in final:
         sid = speaker_id_for_unit(*c.min_key())
         new_ids.add(sid)
         for m in c.members:
-            out_members.append({k: m[k] for k in MEMBERS_SCHEMA if k != "speaker_id"} | {"speaker_id": sid})
+            final_ids.append((m["video_id"], m["unit"], sid))
             if m.get("speaker_id") != sid or m["video_id"] in new_videos:
                 out_assign.append({"video_id": m["video_id"], "unit": m["unit"], "speaker_id": sid})
     assigned_keys = {(r["video_id"], r["unit"]) for r in out_assign}
     deleted = sorted({(v, u) for v, u in stale.select("video_id", "unit").iter_rows() if (v, u) not in assigned_keys})
     removed = sorted(set(touched_ids) - new_ids)
 
-    sp_rows = speakers_from_members(pl.DataFrame(out_members, schema=MEMBERS_SCHEMA)) if out_members else TABLES["speakers"].empty()
+    sp_rows = TABLES["speakers"].empty()
+    if final_ids:
+        ids_df = pl.DataFrame(final_ids, schema={"video_id": pl.String, "unit": pl.String, "speaker_id": pl.String}, orient="row")
+        cols = [c for c in MEMBERS_SCHEMA if c != "speaker_id"]
+        pool = pl.concat([keep.select(cols), nu.select(cols)])
+        sp_rows = speakers_from_members(ids_df.join(pool, on=["video_id", "unit"], how="left"))
     near = []
     if len(s_ids) and s_mat.shape[1] and not sp_rows.is_empty():
         fm, fok = _centroid_matrix(sp_rows["centroid"])
-        if fm.shape[1] == s_mat.shape[1]:
-            sims = fm @ s_mat.T
-            sims[~fok] = -np.inf
-            sims[:, ~s_ok] = -np.inf
-            fids = sp_rows["speaker_id"].to_list()
-            for r, c in zip(*np.nonzero(sims >= threshold)):
-                near.append({"speaker_id": fids[r], "untouched_speaker_id": s_ids[c], "cosine": float(sims[r, c])})
+        fids = [f for f, o in zip(sp_rows["speaker_id"].to_list(), fok) if o]
+        for r, c, sim in zip(*_pairs_at_least(fm[fok], s_mat, s_ok, threshold, chunk)):
+            near.append({"speaker_id": fids[r], "untouched_speaker_id": s_ids[c], "cosine": float(sim)})
     return SpeakerIdUpdate(
         assignments=SPEAKER_ASSIGNMENTS.conform(pl.DataFrame(out_assign, schema=SPEAKER_ASSIGNMENTS.polars_schema)).sort("video_id", "unit"),
         speakers=sp_rows.sort("speaker_id"),
