@@ -99,13 +99,13 @@ def main() -> None:
     del cm, um, _
 
     tracemalloc.start()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     touched = touched_speaker_ids(batch, speakers, assignments, threshold=a.threshold)
     t1 = time.perf_counter()
     members = members_of(assignments, units2, touched)
     t2 = time.perf_counter()
     up = update_speaker_ids(batch, speakers, members, threshold=a.threshold)
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), time.process_time()
     sp2, as2 = apply_update(speakers, assignments, up)
     t4 = time.perf_counter()
     np_peak = tracemalloc.get_traced_memory()[1] / 2**20
@@ -120,7 +120,7 @@ def main() -> None:
     print(f"members_of: {t2 - t1:.2f} s ({members.height:,} member rows)")
     print(f"update_speaker_ids: {t3 - t2:.2f} s (joined existing: {joined}, new speakers {up.speakers.height - len(touched) + len(up.removed)}, removed {len(up.removed)})")
     print(f"apply_update (in memory): {t4 - t3:.2f} s")
-    print(f"batch total (touched + members + update): {t3 - t0:.2f} s")
+    print(f"batch total (touched + members + update): {t3 - t0:.2f} s wall, {c3 - c0:.2f} s CPU; load average {os.getloadavg()[0]:.1f}")
     print(f"  of which: speakers centroids -> float32 matrix {tc1 - tc:.2f} s; batch x centroids product + threshold {tc2 - tc1:.2f} s (each done twice: touched, update; plus one more product for near_untouched)")
     print(f"peak Python/NumPy allocation during the batch step (tracemalloc; Polars' own buffers not included): {np_peak:.0f} MiB")
     print(f"peak RSS: before batch {rss0:.0f} MiB, after {rss1:.0f} MiB; speakers after: {sp2.height:,}")

@@ -367,3 +367,64 @@ def test_speakers_from_members_rollup():
     assert (b["n_videos"], b["n_tracks"], b["seconds"]) == (1, 4, 0.0)
     # the member order does not matter, bit for bit
     assert speakers_from_members(m.reverse()).sort("speaker_id").equals(sp.sort("speaker_id"))
+
+
+# ---------------------------------------------------------------- real ArcFace embeddings
+@pytest.fixture(scope="module")
+def photo_faces(model_env):
+    """Real ArcFace (w600k_mbf) embeddings of shipped photos, as tests/test_binding.py builds
+    them: Yao Ming alone, Yao Ming in the team photo (the face holding (743, 167)), another
+    player, and the six different people of insightface's t1.jpg."""
+    import cv2
+
+    from assets.vision.faces import embed_face
+    from assets.vision.models import load_face_models
+    from demo import media
+
+    models = load_face_models(det_size=320, det_thresh=0.3, ort_threads=1)
+
+    def faces(name):
+        img = cv2.imread(str(media.face_images()[name]))
+        det, kps = models.detector.detect(img, input_size=(640, 640), max_num=0)
+        order = np.argsort(det[:, 0])
+        return det[order, :4], [embed_face(models, img, kps[i]) for i in order]
+
+    _, yao = faces("yaoming")
+    boxes, team = faces("players")
+    yi = next(i for i, b in enumerate(boxes) if b[0] <= 743 <= b[2] and b[1] <= 167 <= b[3])
+    other = next(i for i in range(len(team)) if i != yi and abs(float(team[i] @ team[yi])) < 0.3)
+    _, t1 = faces("t1")
+    assert len(yao) == 1 and len(t1) == 6
+    return {"yao": yao[0], "yao_team": team[yi], "player": team[other], "t1": t1}
+
+
+def test_real_arcface_batches_in_any_order(photo_faces):
+    f = photo_faces
+    batches = [
+        [("p2", "spk0", f["yao_team"], 6.0), ("p2", "spk1", f["player"], 2.0), ("p5", "track:1", f["t1"][0], 1.0)],
+        [("p1", "spk0", f["yao"], 4.0), ("p3", "spk0", f["t1"][0], 3.0), ("p3", "spk1", f["t1"][1], 3.0), ("p3", "spk2", f["t1"][2], 1.0)],
+        [("p4", "spk0", f["t1"][3], 2.0), ("p4", "spk1", f["t1"][4], 2.0), ("p4", "spk2", f["t1"][5], 2.0), ("p4", "spk3", f["t1"][1], 5.0)],
+    ]
+    same = float(_vec32(f["yao"]) @ _vec32(f["yao_team"]))
+    embs = [_vec32(e) for e in [f["yao"], f["player"], *f["t1"]]]
+    diff = max(float(a @ b) for i, a in enumerate(embs) for b in embs[:i])
+    print(f"ArcFace: Yao/Yao {same:.2f}, different people <= {diff:.2f}, threshold {TH}")
+    assert same >= TH and diff < TH * same  # separated: the premise of strict order independence
+    states = []
+    for order in itertools.permutations(range(3)):
+        lake = Lake()
+        for i in order:
+            lake.ingest(_units(batches[i]))
+            _check(lake)
+        states.append(lake.state())
+    for sp, a in states[1:]:
+        assert sp.equals(states[0][0]) and a.equals(states[0][1])
+    ids = dict(((v, u), s) for v, u, s in states[0][1].iter_rows())
+    assert ids["p1", "spk0"] == ids["p2", "spk0"] == speaker_id_for_unit("p1", "spk0")
+    assert ids["p3", "spk0"] == ids["p5", "track:1"] and ids["p3", "spk1"] == ids["p4", "spk3"]
+    assert len(set(ids.values())) == 8  # Yao, the other player, the six people of t1.jpg
+
+
+def _vec32(e) -> np.ndarray:
+    v = np.asarray(e, np.float64)
+    return v / np.linalg.norm(v)

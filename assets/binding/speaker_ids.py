@@ -373,7 +373,7 @@ def _pairs_at_least(a: np.ndarray, b: np.ndarray, b_ok: np.ndarray, threshold: f
     if len(a) and len(b) and a.shape[1] and b.shape[1]:
         if a.shape[1] != b.shape[1]:
             raise ValueError(f"embedding dims differ: {a.shape[1]} vs {b.shape[1]}")
-        bt = np.ascontiguousarray(b.T, dtype=np.float32)
+        bt = b.astype(np.float32, copy=False).T  # a view: BLAS reads it transposed
         for i in range(0, len(a), chunk):
             s = a[i : i + chunk].astype(np.float32, copy=False) @ bt
             r, c = np.nonzero(s >= threshold)
