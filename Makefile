@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	# resemblyzer's metadata asks for the old `webrtcvad` sdist (imports pkg_resources);
 	# webrtcvad-wheels (a dependency above) provides the same module.
 	$(BIN)/pip install -q --no-deps resemblyzer==0.1.4
-	mkdir -p $(DAGSTER_HOME) && printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+	mkdir -p $(DAGSTER_HOME) && printf 'telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n' > $(DAGSTER_HOME)/dagster.yaml
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -31,6 +31,7 @@ from orchestration import lake
 from orchestration.tables import TABLES
 
 PER_VIDEO_STAGES = ("audio", "vision", "binding")
+SPEAKER_IDS = "speaker_ids"  # the dataset-wide step after binding (assets/binding/assets.py)
 
 
 def batch_videos(batch_id: str, lake_uri: str | None = None, video_ids: Iterable[str] | None = None) -> pl.DataFrame:
@@ -94,16 +95,23 @@ def video_status(stage_status: pl.DataFrame, video_ids: list[str], stages: Itera
 
 def batch_progress(batch_id: str, lake_uri: str | None = None) -> dict[str, list[str]]:
     """``{"pending": [...], "failed": [...]}``: videos of the batch that some per-video stage
-    has not run yet / recorded as failed (a video can be in both)."""
+    has not run yet, or whose speaker ids were not given after their binding finished
+    (a crash or a setup failure) / that a stage recorded as failed (a video can be in both)."""
     ids = batch_videos(batch_id, lake_uri)["video_id"].to_list()
     if not ids:
         return {"pending": [], "failed": []}
     st = lake.read("stage_status", lake_uri, video_ids=ids)
     vs = video_status(st, ids)
-    return {
-        "pending": sorted(set(vs.filter(pl.col("status") == "pending")["video_id"].to_list())),
-        "failed": sorted(set(vs.filter(pl.col("status") == "error")["video_id"].to_list())),
-    }
+    pending = set(vs.filter(pl.col("status") == "pending")["video_id"].to_list()) | set(videos_needing_ids(st))
+    return {"pending": sorted(pending), "failed": sorted(set(vs.filter(pl.col("status") == "error")["video_id"].to_list()))}
+
+
+def videos_needing_ids(stage_status: pl.DataFrame) -> list[str]:
+    """Videos whose binding finished after their speaker ids were last given (or never were)."""
+    bound = stage_status.filter((pl.col("stage") == "binding") & (pl.col("status") == "ok")).select("video_id", "updated_at")
+    given = stage_status.filter(pl.col("stage") == SPEAKER_IDS).select("video_id", ids_at=pl.col("updated_at"))
+    todo = bound.join(given, on="video_id", how="left").filter(pl.col("ids_at").is_null() | (pl.col("ids_at") < pl.col("updated_at")))
+    return sorted(todo["video_id"].to_list())
 
 
 def batch_done_steps(lake_uri: str | None = None) -> dict[str, set[str]]:
@@ -115,12 +123,26 @@ def batch_done_steps(lake_uri: str | None = None) -> dict[str, set[str]]:
     return out
 
 
-def incomplete_batches(batches: Iterable[str], lake_uri: str | None = None) -> list[str]:
-    """Batches that still have work: never ingested, or a video pending in some stage
-    (a run that crashed, or failed at setup). Failed videos alone do not make a batch
-    incomplete (they need a fix and ``--retry-failed``)."""
+def batch_work(batches: Iterable[str], lake_uri: str | None = None, *, retry_failed: bool = False) -> dict[str, list[str]]:
+    """batch -> the videos that still need a run ([] = every video: the batch was never
+    ingested): pending ones (a run that crashed, or failed at setup), and with
+    ``retry_failed`` the failed ones too (failed alone needs a fix, so it is opt-in)."""
     steps = batch_done_steps(lake_uri)
-    return [b for b in batches if "ingest" not in steps.get(b, set()) or batch_progress(b, lake_uri)["pending"]]
+    out = {}
+    for b in batches:
+        if "ingest" not in steps.get(b, set()):
+            out[b] = []
+            continue
+        progress = batch_progress(b, lake_uri)
+        videos = set(progress["pending"]) | (set(progress["failed"]) if retry_failed else set())
+        if videos:
+            out[b] = sorted(videos)
+    return out
+
+
+def incomplete_batches(batches: Iterable[str], lake_uri: str | None = None) -> list[str]:
+    """Batches with pending work (see :func:`batch_work`)."""
+    return list(batch_work(batches, lake_uri))
 
 
 @dataclass

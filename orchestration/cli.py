@@ -134,10 +134,19 @@ def _progress(msg: str) -> None:
 def _instance():
     import dagster as dg
 
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
     # runs are launched in their own process, which needs a persistent instance; a temporary one will do
-    return dg.DagsterInstance.local_temp()
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.local_temp()
+    ensure_pools(instance)
+    return instance
+
+
+def ensure_pools(instance) -> None:
+    """The speaker-id asset runs one at a time across all runs of the instance (pool of 1)."""
+    from assets.binding.assets import SPEAKER_IDS_STAGE
+
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits and storage.get_concurrency_info(SPEAKER_IDS_STAGE).slot_count != 1:
+        storage.set_concurrency_slots(SPEAKER_IDS_STAGE, 1)
 
 
 def _report(events) -> list[str]:
@@ -175,7 +184,7 @@ def run_source(
     videos are run again.
     """
     from assets.ingest.planning import plan_batches, planned_batches
-    from orchestration.batch import batch_progress, incomplete_batches
+    from orchestration.batch import batch_work
     from orchestration.launch import workspace_launcher
     from orchestration.partitions import ingest_batches
     from orchestration.sensors import PROCESS_JOB, retry_run_config
@@ -187,13 +196,7 @@ def run_source(
     instance = _instance()
     new = plan_batches(source, batch_size or settings.batch_max_files, lake_uri) if source else []
     planned = planned_batches(lake_uri)
-    todo: dict[str, list[str]] = {b: [] for b in incomplete_batches(planned, lake_uri)}  # [] = every video
-    if retry_failed:
-        for b in planned:
-            if b not in todo:
-                failed = batch_progress(b, lake_uri)["failed"]
-                if failed:
-                    todo[b] = failed
+    todo = batch_work(planned, lake_uri, retry_failed=retry_failed)  # batch -> videos ([] = every video)
     _progress(f"lake {lake_uri}: {len(new)} new batch(es){' from ' + source if source else ''}; {len(todo)} to run")
     known = set(instance.get_dynamic_partitions(ingest_batches.name))
     missing = [b for b in todo if b not in known]
@@ -212,7 +215,7 @@ def run_source(
             t0 = time.perf_counter()
             config = {**base, **(retry_run_config(only) if only else {})}
             run_id = launcher.launch(config, {"dagster/partition": b, "speakerlake/batch": b})
-            what = f"{len(only)} failed video(s)" if only else "every video"
+            what = f"{len(only)} video(s) with work left" if only else "every video"
             _progress(f"batch {b}: run {run_id} ({what})")
             outcome = launcher.wait(run_id)
             failures = _report(outcome.events)

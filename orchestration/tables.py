@@ -288,13 +288,35 @@ _TABLES = [
             "video_id": pl.String,
             "track_id": pl.Int32,
             "speaker_local": pl.String,
-            "speaker_id": pl.String,
             "cosine": pl.Float64,
             "reassigned": pl.Boolean,
         },
         key=("video_id", "track_id"),
         write="replace_videos",
-        description="Identity of every face track: its diarized speaker after ArcFace correction and its dataset-wide speaker_id.",
+        description=(
+            "Identity of every face track within its video: its diarized speaker after ArcFace correction "
+            "(dataset-wide ids: the SQL view track_speakers, or speaker_assignments on the track's unit)."
+        ),
+        docs={"speaker_local": "the video's diarized speaker this face is, null when it never speaks", "cosine": "ArcFace cosine to that speaker's centroid", "reassigned": "ArcFace overruled the lip-sync label"},
+    ),
+    TableSpec(
+        "identity_units",
+        {"video_id": pl.String, "unit": pl.String, "embedding": F32_LIST, "n_tracks": pl.Int32, "seconds": pl.Float64},
+        key=("video_id", "unit"),
+        write="replace_videos",
+        description=(
+            "Per video, each identity unit (a speaker_local, or 'track:<track_id>' for a face track with no speaker_local) "
+            "with the L2-normalised duration-weighted mean ArcFace embedding of its tracks; what speaker_ids are given to."
+        ),
+        docs={"unit": "speaker_local, or track:<track_id> for a face that never speaks", "embedding": "null when no track of the unit has an ArcFace embedding (no speaker_id then)"},
+    ),
+    TableSpec(
+        "speaker_assignments",
+        {"video_id": pl.String, "unit": pl.String, "speaker_id": pl.String},
+        key=("video_id", "unit"),
+        write="merge",
+        description="Dataset-wide speaker_id of every identity unit, written only by the serialized speakers asset.",
+        docs={"speaker_id": "spk_ + sha1 of the cluster's smallest member key (video_id/unit): a function of the member set"},
     ),
     TableSpec(
         "speakers",
@@ -307,7 +329,8 @@ _TABLES = [
         },
         key=("speaker_id",),
         write="merge",
-        description="Dataset-wide identities (ArcFace clusters); new batches join existing clusters.",
+        description="Dataset-wide identities: clusters of identity units (ArcFace), recomputed from their members by the serialized speakers asset.",
+        docs={"centroid": "L2-normalised duration-weighted sum of the member units' embeddings", "n_videos": "videos the speaker appears in"},
     ),
     TableSpec(
         "listening_segments",

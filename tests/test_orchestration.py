@@ -60,7 +60,7 @@ def test_missing_model_setting_fails_the_run_and_leaves_the_batch_pending(tmp_pa
     assert r.returncode == 0, r.stdout[-3000:]
     assert "1 to run" in r.stdout
     st = statuses(uri)
-    assert st.height == 2 * len(PER_VIDEO_STAGES) and set(st["status"]) == {"ok"}
+    assert st.height == 2 * (len(PER_VIDEO_STAGES) + 1) and set(st["status"]) == {"ok"}  # + speaker_ids
     assert incomplete_batches([batch], uri) == []
 
 
@@ -98,7 +98,7 @@ def test_a_corrupt_video_is_one_stage_error_and_retry_failed_reruns_only_it(tmp_
     before = st.filter(pl.col("video_id").is_in(good)).select("stage", "video_id", "updated_at")
     r = cli("run", "--retry-failed", "--lake", uri, "--in-process", env=dict(os.environ), cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:]
-    assert "1 failed video(s)" in r.stdout
+    assert "1 video(s) with work left" in r.stdout
     st = statuses(uri)
     assert set(st["status"]) == {"ok"}
     assert set(st.filter(pl.col("video_id") == bad["video_id"])["attempts"]) == {0}

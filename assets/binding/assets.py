@@ -1,20 +1,28 @@
 """Dagster wiring of the binding stage: lip-sync scores, voice->face bindings, identities
-within each video and listening segments, per ingest batch."""
+within each video and listening segments, per ingest batch; then the one serialized,
+non-partitioned asset that gives dataset-wide speaker ids."""
 
 from pathlib import Path
+
+import dagster as dg
 
 import numpy as np
 import polars as pl
 
 from assets.audio.decode import decode_audio
 from assets.binding.pipeline import analyze_binding
+from assets.binding.speaker_ids import SpeakerIdUpdate, members_of, touched_speaker_ids, update_speaker_ids
 from assets.binding.sync import load_sync_models
 from orchestration import lake as lake_io
-from orchestration.resources import ModelsResource
+from orchestration.batch import SPEAKER_IDS, status_rows, videos_needing_ids
+from orchestration.checks import key_check_results, key_check_specs
+from orchestration.metadata import asset_spec, materialization_metadata
+from orchestration.resources import LakeResource, ModelsResource
 from orchestration.stage_assets import per_video_stage
+from orchestration.thresholds import threshold
 
 UPSTREAM = ("face_tracks", "shots", "speaker_turns", "video_speakers", "transcripts")
-PER_VIDEO = ("sync_scores", "bindings", "track_identities", "listening_segments")
+PER_VIDEO = ("sync_scores", "bindings", "track_identities", "identity_units", "listening_segments")
 
 
 def setup_binding(models: ModelsResource, lake_uri: str, videos: pl.DataFrame):
@@ -37,5 +45,71 @@ binding = per_video_stage(
     PER_VIDEO,
     setup_binding,
     deps=UPSTREAM,
-    kinds={"sync_scores": {"numpy"}, "bindings": {"scipy"}, "track_identities": {"insightface"}, "listening_segments": {"numpy"}},
+    kinds={"sync_scores": {"numpy"}, "bindings": {"scipy"}, "track_identities": {"insightface"}, "identity_units": {"insightface"}, "listening_segments": {"numpy"}},
 )
+
+
+# ---------------------------------------------------------------- dataset-wide speaker ids
+SPEAKER_IDS_STAGE = SPEAKER_IDS
+
+
+def _members(lake: LakeResource, speaker_ids: list[str]) -> pl.DataFrame:
+    assigned = lake.scan("speaker_assignments").filter(pl.col("speaker_id").is_in(speaker_ids)).collect()
+    units = lake.read("identity_units", video_ids=assigned["video_id"].unique().to_list())
+    return members_of(assigned, units, speaker_ids)
+
+
+def compute_speaker_update(lake: LakeResource, video_ids: list[str], threshold: float) -> SpeakerIdUpdate:
+    """The update for ``video_ids``, reading only the centroids, those videos' units and
+    assignments, and the members of the clusters they touch. A cluster that the update
+    brings within reach of one it did not load is loaded too and the update redone."""
+    speakers = lake.read("speakers")
+    new_units = lake.read("identity_units", video_ids=video_ids)
+    gone = sorted(set(video_ids) - set(new_units["video_id"].to_list()))  # reprocessed into no unit at all
+    old = lake.read("speaker_assignments", video_ids=video_ids)
+    touched = set(touched_speaker_ids(new_units, speakers, old, threshold=threshold))
+    while True:
+        members = _members(lake, sorted(touched))
+        if gone:
+            members = members.filter(~pl.col("video_id").is_in(gone))
+        update = update_speaker_ids(new_units, speakers, members, threshold=threshold)
+        near = set(update.near_untouched["untouched_speaker_id"].to_list()) - touched
+        if not near:
+            return update
+        touched |= near
+
+
+@dg.multi_asset(
+    name="speaker_ids",
+    specs=[
+        asset_spec("speaker_assignments", deps=["identity_units"], group_name="speakers", kinds={"delta", "numpy"}),
+        asset_spec("speakers", deps=["identity_units"], group_name="speakers", kinds={"delta", "numpy"}),
+    ],
+    check_specs=key_check_specs(("speaker_assignments", "speakers")),
+    # one at a time across every run of the instance: two batches finishing together must
+    # not each found a cluster for the same person
+    pool="speaker_ids",
+)
+def speaker_ids(context: dg.AssetExecutionContext, lake: LakeResource):
+    """Dataset-wide speaker ids for every video whose binding changed since its ids were
+    given, whichever batch or run it came from (see assets.binding.speaker_ids)."""
+    status = lake.scan("stage_status").filter(pl.col("stage").is_in(["binding", SPEAKER_IDS_STAGE])).collect()
+    todo = videos_needing_ids(status)
+    update = compute_speaker_update(lake, todo, threshold("speaker_id_cos"))
+    if update.removed:
+        lake.delete_where("speakers", f"speaker_id IN ({lake_io.sql_list(update.removed)})")
+    stale = update.deleted_assignments
+    if stale.height:
+        lake.delete_where("speaker_assignments", " OR ".join(f"(video_id = '{v}' AND unit = {lake_io.sql_list([u])})" for v, u in stale.iter_rows()))
+    lake.write("speaker_assignments", update.assignments)
+    lake.write("speakers", update.speakers)
+    batches = dict(status.filter(pl.col("stage") == "binding").select("video_id", "batch_id").iter_rows())
+    done = {v: {"status": "ok"} for v in todo}
+    for (batch,), ids in pl.DataFrame({"video_id": todo, "batch_id": [batches[v] for v in todo]}, schema={"video_id": pl.String, "batch_id": pl.String}).group_by(["batch_id"]):
+        previous = status.filter((pl.col("stage") == SPEAKER_IDS_STAGE) & pl.col("video_id").is_in(ids["video_id"]))
+        lake.write("stage_status", status_rows(batch, SPEAKER_IDS_STAGE, "", {v: done[v] for v in ids["video_id"]}, previous))
+    common = {"videos": len(todo), "unassigned_units": update.unassigned.height, "speakers_removed": len(update.removed)}
+    yield dg.MaterializeResult(asset_key="speaker_assignments", metadata={**materialization_metadata("speaker_assignments", update.assignments, lake.count("speaker_assignments")), **common})
+    yield dg.MaterializeResult(asset_key="speakers", metadata={**materialization_metadata("speakers", update.speakers, lake.count("speakers")), **common})
+    yield from key_check_results("speaker_assignments", lake.read("speaker_assignments", video_ids=todo))
+    yield from key_check_results("speakers", lake.read("speakers"))

@@ -1,9 +1,8 @@
 """Entry points of the binding stage.
 
-- `analyze_binding` (per video): sync_scores, bindings, track_identities (``speaker_id``
-  null: it is dataset-wide, see below) and listening_segments.
-- `assign_batch_speaker_ids` (per batch): dataset-wide ``speaker_id`` for the batch's
-  track identities plus the ``speakers`` rows to MERGE, given the current ``speakers``.
+- `analyze_binding` (per video): sync_scores, bindings, track_identities, identity_units
+  (what dataset-wide ids are given to, by the serialized ``speakers`` asset:
+  `assets.binding.speaker_ids`) and listening_segments.
 """
 
 from __future__ import annotations
@@ -18,13 +17,14 @@ import polars as pl
 
 from assets.binding.assign import bind_speakers
 from assets.binding.envelope import SAMPLE_RATE
-from assets.binding.identity import assign_speaker_ids, track_embeddings, video_identities
+from assets.binding.identity import video_identities
+from assets.binding.speaker_ids import identity_units
 from assets.binding.listening import listening_frames, merge_spans
 from assets.binding.params import BindingParams
 from assets.binding.sync import SyncModels, mouth_sync, sync_scores_frame, sync_windows
 from orchestration.tables import TABLES
 
-OUTPUTS = ("sync_scores", "bindings", "track_identities", "listening_segments")
+OUTPUTS = ("sync_scores", "bindings", "track_identities", "identity_units", "listening_segments")
 
 
 @dataclass
@@ -159,15 +159,5 @@ def analyze_binding(
     listening = merge_spans(video_id, labels, fps, merge_gap_s=params.listen_merge_gap_s, min_s=params.listen_min_s)
     stats.listening = time.perf_counter() - t3
     stats.total = time.perf_counter() - t_start
-    return {"sync_scores": sync, "bindings": bindings, "track_identities": identities, "listening_segments": listening}
-
-
-def assign_batch_speaker_ids(track_identities: pl.DataFrame, face_tracks: pl.DataFrame, speakers: pl.DataFrame | None, *, threshold: float | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Dataset-wide ids for a batch: ``(track_identities with speaker_id, speakers upsert)``.
-
-    ``track_identities``/``face_tracks``: the batch's rows (all its videos); ``speakers``:
-    the lake's current ``speakers`` table (None/empty for the first batch).
-    """
-    if threshold is None:
-        threshold = BindingParams.from_thresholds().speaker_id_cos
-    return assign_speaker_ids(track_embeddings(track_identities, face_tracks), speakers, threshold)
+    units = identity_units(identities, tracks)
+    return {"sync_scores": sync, "bindings": bindings, "track_identities": identities, "identity_units": units, "listening_segments": listening}

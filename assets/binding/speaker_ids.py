@@ -91,46 +91,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from orchestration.tables import F32_LIST, TABLES, TableSpec
+from orchestration.tables import F32_LIST, TABLES
 
 EMBEDDING_FLOOR_S = 1e-3
 """Duration weight floor of a track / unit (as in `assets.binding.identity`)."""
 
-# ---------------------------------------------------------------- proposed tables
-IDENTITY_UNITS = TableSpec(
-    "identity_units",
-    {
-        "video_id": pl.String,
-        "unit": pl.String,
-        "embedding": F32_LIST,
-        "n_tracks": pl.Int32,
-        "seconds": pl.Float64,
-    },
-    key=("video_id", "unit"),
-    write="replace_videos",
-    description=(
-        "Per video, each identity unit (a speaker_local, or 'track:<track_id>' for a face track with no speaker_local) "
-        "with the L2-normalised duration-weighted mean ArcFace embedding of its tracks; what speaker_ids are given to."
-    ),
-)
-"""Proposed TableSpec of ``identity_units`` (written by the per-video binding step)."""
-
-SPEAKER_ASSIGNMENTS = TableSpec(
-    "speaker_assignments",
-    {
-        "video_id": pl.String,
-        "unit": pl.String,
-        "speaker_id": pl.String,
-    },
-    key=("video_id", "unit"),
-    write="merge",
-    description=(
-        "Dataset-wide speaker_id of every identity unit (written only by the serialized speakers asset; "
-        "MERGE plus deletes of the units a reprocessed video no longer has)."
-    ),
-)
-"""Proposed TableSpec of ``speaker_assignments`` (MERGE on key; also delete
-`SpeakerIdUpdate.deleted_assignments` keys)."""
+IDENTITY_UNITS = TABLES["identity_units"]
+SPEAKER_ASSIGNMENTS = TABLES["speaker_assignments"]
 
 MEMBERS_SCHEMA = {
     "video_id": pl.String,
