@@ -34,9 +34,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from assets.binding import BindingParams, BindingStats, analyze_binding, assign_speaker_ids
+from assets.binding import BindingParams, BindingStats, analyze_binding
 from assets.binding.assign import bind_speakers
-from assets.binding.identity import speaker_id_for, video_identities
+from assets.binding.identity import video_identities
 from assets.binding.sync import correlation_curve, summarise_curve
 from orchestration.settings import MissingSettingError
 from orchestration.tables import TABLES
@@ -233,7 +233,10 @@ def test_outputs_conform_to_declared_schemas(analyzed):
             assert set(df["video_id"].to_list()) <= {name}
         n_tracks = r["tables"]["face_tracks"].height
         assert r["out"]["track_identities"].height == n_tracks
-        assert r["out"]["track_identities"]["speaker_id"].null_count() == n_tracks  # batch-level, filled later
+        units = r["out"]["identity_units"]  # one per speaker with a face, one per face that never speaks
+        ti = r["out"]["track_identities"]
+        expected_units = set(ti["speaker_local"].drop_nulls()) | {f"track:{t}" for t in ti.filter(pl.col("speaker_local").is_null())["track_id"]}
+        assert set(units["unit"]) == expected_units and units["n_tracks"].sum() == n_tracks
         spk = set(r["tables"]["speaker_turns"]["speaker_local"].to_list())
         assert set(r["out"]["bindings"]["speaker_local"].to_list()) == spk
         bound = r["out"]["bindings"].drop_nulls("track_id")
@@ -450,57 +453,6 @@ def photo_faces(env):
     _, t1 = faces("t1")
     assert len(yao) == 1 and len(t1) == 6
     return {"yao": yao[0], "yao_team": team[yi], "player": team[other_player], "t1": t1}
-
-
-def _tracks(rows) -> pl.DataFrame:
-    return pl.DataFrame(
-        [{"video_id": v, "track_id": t, "speaker_local": s, "embedding": e.astype(np.float32).tolist(), "seconds": sec, "cosine": None, "reassigned": False} for v, t, s, e, sec in rows],
-        schema={"video_id": pl.String, "track_id": pl.Int32, "speaker_local": pl.String, "embedding": pl.List(pl.Float32), "seconds": pl.Float64, "cosine": pl.Float64, "reassigned": pl.Boolean},
-    )
-
-
-def test_speaker_ids_across_batches(photo_faces, params):
-    f = photo_faces
-    th = params.speaker_id_cos
-    batch1 = _tracks([("vid1", 0, "spk0", f["yao"], 10.0), ("vid1", 1, "spk1", f["t1"][0], 8.0), ("vid1", 2, "spk1", f["t1"][0], 3.0)])
-    ti1, sp1 = assign_speaker_ids(batch1, None, th)
-    ids1 = dict(ti1.select("track_id", "speaker_id").rows())
-    assert ids1[0] == speaker_id_for("vid1", 0) and ids1[1] == ids1[2] == speaker_id_for("vid1", 1)
-    assert sp1.height == 2 and sp1.schema == TABLES["speakers"].polars_schema
-    assert sp1.filter(pl.col("speaker_id") == ids1[1])["n_tracks"].item() == 2
-
-    # batch 2: Yao Ming in the team photo joins batch 1's cluster; new faces make new ones
-    batch2 = _tracks([("vid2", 0, "spk0", f["yao_team"], 6.0), ("vid2", 1, "spk1", f["t1"][3], 5.0), ("vid2", 2, None, f["player"], 2.0), ("vid3", 0, "spk0", f["t1"][3], 4.0)])
-    ti2, sp2 = assign_speaker_ids(batch2, sp1, th)
-    ids2 = {(v, t): s for v, t, s in ti2.select("video_id", "track_id", "speaker_id").rows()}
-    assert ids2[("vid2", 0)] == ids1[0]
-    new = {ids2[("vid2", 1)], ids2[("vid2", 2)]}
-    assert len(new) == 2 and not new & set(ids1.values())
-    assert ids2[("vid3", 0)] == ids2[("vid2", 1)]  # same new face in two videos of one batch
-    yao = sp2.filter(pl.col("speaker_id") == ids1[0]).row(0, named=True)
-    assert (yao["n_videos"], yao["n_tracks"], yao["seconds"]) == (2, 2, 16.0)
-    assert ids1[1] not in sp2["speaker_id"].to_list()  # untouched clusters are not re-written
-    c = np.asarray(yao["centroid"])
-    assert abs(np.linalg.norm(c) - 1) < 1e-4 and c @ f["yao"] > 0.8 and c @ f["yao_team"] > 0.8
-
-
-def test_speaker_id_assignment_is_deterministic(photo_faces, params):
-    f = photo_faces
-    th = params.speaker_id_cos
-    rows = [("vidA", i, f"spk{i}", e, 3.0 + i) for i, e in enumerate(f["t1"])] + [("vidB", 0, "spk0", f["yao"], 5.0), ("vidB", 1, None, f["yao_team"], 1.0)]
-    first = assign_speaker_ids(_tracks(rows), None, th)
-    again = assign_speaker_ids(_tracks(rows), None, th)
-    shuffled = assign_speaker_ids(_tracks(rows[::-1]), None, th)
-    for a, b in ((first, again), (first, shuffled)):
-        assert a[0].sort("video_id", "track_id").equals(b[0].sort("video_id", "track_id"))
-        assert a[1].sort("speaker_id").equals(b[1].sort("speaker_id"))
-    ids = dict(((v, t), s) for v, t, s in first[0].select("video_id", "track_id", "speaker_id").rows())
-    assert len({ids[("vidA", i)] for i in range(6)}) == 6  # six different people
-    assert ids[("vidB", 0)] == ids[("vidB", 1)]
-    # rerunning the same batch against the lake it produced keeps every id and adds no cluster
-    rerun_ti, rerun_sp = assign_speaker_ids(_tracks(rows), first[1], th)
-    assert rerun_ti.sort("video_id", "track_id")["speaker_id"].to_list() == first[0].sort("video_id", "track_id")["speaker_id"].to_list()
-    assert set(rerun_sp["speaker_id"].to_list()) == set(first[1]["speaker_id"].to_list())
 
 
 def test_within_video_identity_reassigns_an_outlier(photo_faces, params):
