@@ -55,32 +55,76 @@ When is it order independent?
 *Strictly* (same ids, same centroids bit for bit, for any batch order, any batch split,
 and for reruns) when identities are **separated** at the threshold ``t`` on the unit
 embeddings: any two units of one person have cosine >= ``s`` and units of different people
-<= ``d``, with ``s >= t`` and ``d < t * s``. Then the centroid ``c`` of any set of one
-person's units has cosine >= ``t`` to each of that person's units (``u.c = sum w u.e /
-|sum w e| >= t``) and < ``t`` to anyone else's (``|sum w e| >= s sum w``, so
-``v.c <= d / s < t``), and two clusters of different people have centroid cosine
-``<= d / s < t``. So every unit joins exactly its person's cluster whatever came before,
-each person is exactly one cluster, and the names and centroids are functions of the
-member sets. ArcFace w600k_mbf measured same >= 0.63, different <= 0.23 (module
-`assets.binding.identity`, ``tests/test_binding.py``): with ``speaker_id_cos`` = 0.45,
-``t * s`` = 0.28 > 0.23, so the condition holds for such data.
+<= ``d``, with ``s >= t`` and ``d < t * s``. Take the centroid ``c = sum w e / |sum w e|``
+of any set of one person's units: ``|sum w e| <= sum w``, and ``|sum w e|^2 = sum w_i w_j
+e_i.e_j >= s (sum w)^2``. So a unit ``u`` of that person has ``u.c >= s (sum w) / |sum w e|
+>= s >= t`` (it joins), a unit ``v`` of anyone else ``v.c <= d / sqrt(s) < t`` (it does
+not), and the centroids of two different people ``<= d / s < t`` (reconcile never merges
+them). So every unit joins exactly its person's cluster whatever came before, each person
+is exactly one cluster, and names and centroids are functions of the member sets.
+ArcFace w600k_mbf on the shipped photos (``tests/test_speaker_ids.py``, as in
+``tests/test_binding.py``): same person 0.63, different people <= 0.23; with
+``speaker_id_cos`` = 0.45, ``t * s`` = 0.28 > 0.23. That is two photos of one person, not
+a guarantee: profile views, low resolution, age gaps or look-alikes in real data will put
+some units outside the condition.
 Outside it (a unit near the threshold of two clusters, a person whose units spread below
 ``t``, look-alikes), the greedy join can depend on which units arrived first; the canonical
-order makes a *single* call deterministic, the reconcile step merges clusters that drift
-together, and idempotence still holds (a rerun removes the video's units, restoring the
-centroids it started from, and redoes the same steps), except when the rerun touches a
-cluster that the first run did not (its centroid moved into reach), which is then also
-reconciled. Untouched clusters never move.
+order makes a *single* call deterministic (same inputs, same output), and the reconcile
+step merges clusters that drift together. A rerun of the same batch usually changes
+nothing even then (it removes the videos' units, which restores the centroids the first
+run started from, and redoes the same steps), but that is not guaranteed if the first run
+merged clusters (the merge is not undone by the removal) or if the rerun touches a cluster
+the first run did not (its centroid moved into reach). Untouched clusters never move.
+Cosines to untouched centroids are float32 and to touched/new ones float64, so two orders
+that give a cluster different roles can decide differently only within ~1e-6 of ``t``.
 
-Cost (module constants; measured by ``bench/speaker_ids_bench.py``, see `COST`)
-------------------------------------------------------------------------------
-The static centroid matrix is held as float32: 83 K speakers x 512 dims = 170 MB
-(20 K: 41 MB), plus the ``speakers`` frame itself (another ~170 MB of list[f32]).
-Assignment is one float32 matrix product new units x centroids (chunked, 256 units at a
-time: ~85 MB of scores at 83 K clusters), then a Python loop over the new units that scores
-each against the touched/new clusters only (small). Reconcile is quadratic in the touched/new
-clusters (about the units of the batch). See `COST` for the timings measured on this
-machine (2 cores).
+Cost
+----
+Per call: one float32 product new units x all centroids (chunked: 256 units at a time)
+in `touched_speaker_ids`, one in `update_speaker_ids` (candidates among untouched
+clusters) and one touched/new clusters x untouched centroids (``near_untouched``); a
+Python loop over the new units scoring each against the touched/new clusters only; the
+members of the touched clusters (a few per cluster) for the rollup. Nothing reads every
+member of the lake. Memory: the centroid matrix, float32, is 83 K x 512 x 4 B = 162 MiB
+(20 K: 39 MiB), next to the ``speakers`` frame itself (165 MB); NumPy's peak during a
+batch step was 545 MiB at 83 K (140 MiB at 20 K).
+Measured with ``python -m bench.speaker_ids_bench`` (random 512-d unit vectors, one batch
+of 1,000 units, half of them new faces of existing speakers), on this 2-core machine while
+other jobs kept its load average at 4.5-5, so wall times are pessimistic:
+
+==========================  =========================  ==========================
+                            20 K speakers / 72 K units  83 K speakers / 300 K units
+==========================  =========================  ==========================
+touched_speaker_ids         0.3-1.4 s                  1.3-2.7 s
+members_of (1.8 K rows)     0.03 s                     0.6 s
+update_speaker_ids          1.6-4.2 s                  5.5 s
+batch total (wall / CPU)    2.1-5.6 s / 2.8 s           7.4-8.8 s / 8.4 s
+==========================  =========================  ==========================
+
+Of the 83 K batch, converting the ``speakers`` centroids to the matrix takes ~0.5-0.7 s
+and each units x centroids product ~1-1.5 s; both are done twice (``touched`` and
+``update``) and could be shared. A full rollup of all 300 K units (`speakers_from_members`
+over the whole lake, e.g. a migration check) took 10-19 s. Not suitable: one call holding
+*all* 300 K units at once (the per-unit loop scores each unit against every cluster founded
+in the call: O(units x new clusters)); rebuild a lake by ingesting its videos in batches of
+~1,000 units, in any order.
+
+Caller (the serialized ``speakers`` asset)
+-------------------------------------------
+1. The per-video binding step writes `IDENTITY_UNITS` rows (``replace_videos``).
+2. For the videos ingested since the last run: ``new_units`` = their identity_units;
+   ``touched = touched_speaker_ids(new_units, speakers, assignments of those videos)``;
+   ``members = members_of(assignments where speaker_id in touched, identity_units of the
+   member videos, touched)``; ``up = update_speaker_ids(new_units, speakers, members,
+   threshold=speaker_id_cos)``. A video that now has no unit at all goes through
+   `drop_videos`.
+3. Write as `apply_update` does: delete ``up.deleted_assignments`` keys and MERGE
+   ``up.assignments`` into ``speaker_assignments``; delete ``up.removed`` and MERGE
+   ``up.speakers`` into ``speakers``. If ``up.near_untouched`` is not empty, call again
+   with no new units and the members of both sides of each pair (repeat until empty).
+4. Track-level ids are the unit's id (`track_speaker_ids`); a rename changes the id of
+   tracks in *other* videos, so ``track_identities.speaker_id`` is best derived by a join
+   (or rewritten for the videos in ``up.assignments``).
 """
 
 from __future__ import annotations
@@ -112,11 +156,6 @@ MEMBERS_SCHEMA = {
 UNASSIGNED_SCHEMA = {"video_id": pl.String, "unit": pl.String, "reason": pl.String}
 DELETED_SCHEMA = {"video_id": pl.String, "unit": pl.String}
 NEAR_SCHEMA = {"speaker_id": pl.String, "untouched_speaker_id": pl.String, "cosine": pl.Float64}
-
-COST = {
-    # filled from bench/speaker_ids_bench.py (see the module doc); seconds on 2 cores
-}
-
 
 # ---------------------------------------------------------------- small helpers
 def unit_key(video_id: str, unit: str) -> str:
