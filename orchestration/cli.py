@@ -1,6 +1,6 @@
 """``speakerlake`` console script: run | sql | status.
 
-    speakerlake run [SOURCE] [--lake URI] [--retry-failed]   ingest SOURCE, run every batch with work
+    speakerlake run [SOURCE] [--lake URI] [--retry-failed]   plan SOURCE's new files, run every batch with work left
     speakerlake sql "SELECT ..." [--format table|csv|json|parquet] [--out FILE]
     speakerlake status                       row counts per table and the last batch
 """
@@ -134,9 +134,21 @@ def _progress(msg: str) -> None:
 def _instance():
     import dagster as dg
 
-    # runs are launched in their own process, which needs a persistent instance; a temporary one will do
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.local_temp()
-    ensure_pools(instance)
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:  # runs are launched in their own process, which needs a persistent instance; a temporary one will do
+        instance = dg.DagsterInstance.local_temp()
+        ensure_pools(instance)
+        return instance
+    # Two `speakerlake run` started together on a new DAGSTER_HOME would both create its SQLite
+    # schema ("table snapshots already exists"): the first one in creates it, the other waits.
+    import fcntl
+
+    Path(home).mkdir(parents=True, exist_ok=True)
+    with open(Path(home) / ".speakerlake-init.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        instance = dg.DagsterInstance.get()
+        instance.get_runs(limit=1)  # touches (creates) the run storage
+        ensure_pools(instance)
     return instance
 
 
@@ -229,9 +241,6 @@ def run_source(
 
 
 def _cmd_run(args) -> int:
-    if not args.source and not args.retry_failed:
-        print("error: give a SOURCE, or --retry-failed", file=sys.stderr)
-        return 2
     run_source(args.source, args.lake, args.batch_size, parallel=not args.in_process, retry_failed=args.retry_failed)
     print()
     _cmd_status(argparse.Namespace(lake=args.lake))
@@ -241,7 +250,7 @@ def _cmd_run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="speakerlake", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="ingest a folder / s3 prefix / manifest and process new batches")
+    r = sub.add_parser("run", help="ingest a folder / s3 prefix / manifest (optional) and run every batch with work left")
     r.add_argument("source", nargs="?", default=None)
     r.add_argument("--lake", default=None, help="lake URI (default SPEAKERLAKE_LAKE or ./lake)")
     r.add_argument("--batch-size", type=int, default=None)

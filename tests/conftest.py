@@ -126,3 +126,34 @@ def model_env(tmp_path_factory):
         for k, v in settings.items():
             mp.setenv(k, v)
         yield mp, settings
+
+
+@pytest.fixture(scope="session")
+def photo_faces(tmp_path_factory) -> dict:
+    """Real ArcFace embeddings of shipped photos: Yao Ming alone (yaoming.jpg), Yao Ming in
+    the team photo (players.jpg; the face whose box holds (743, 167), checked visually),
+    another player, and the six different people of insightface's t1.jpg."""
+    import cv2
+    import numpy as np
+
+    from assets.vision.faces import embed_face
+    from assets.vision.models import load_face_models
+    from demo import media
+    from demo.shipped_models import shipped_settings
+
+    face_dir = shipped_settings(tmp_path_factory.mktemp("models"))["SPEAKERLAKE_FACE_MODEL_DIR"]
+    models = load_face_models(face_dir, det_size=320, det_thresh=0.3, ort_threads=1)
+
+    def faces(name):
+        img = cv2.imread(str(media.face_images()[name]))
+        det, kps = models.detector.detect(img, input_size=(640, 640), max_num=0)
+        order = np.argsort(det[:, 0])  # left to right: a stable order
+        return det[order, :4], [embed_face(models, img, kps[i]) for i in order]
+
+    _, yao = faces("yaoming")
+    boxes, team = faces("players")
+    yi = next(i for i, b in enumerate(boxes) if b[0] <= 743 <= b[2] and b[1] <= 167 <= b[3])
+    other_player = next(i for i in range(len(team)) if i != yi and abs(float(team[i] @ team[yi])) < 0.3)
+    _, t1 = faces("t1")
+    assert len(yao) == 1 and len(t1) == 6
+    return {"yao": yao[0], "yao_team": team[yi], "player": team[other_player], "t1": t1}

@@ -427,34 +427,6 @@ def test_bind_is_one_to_one_and_thresholded():
 
 
 # ---------------------------------------------------------------- dataset-wide speaker ids
-@pytest.fixture(scope="module")
-def photo_faces(env):
-    """Real ArcFace embeddings of shipped photos: Yao Ming alone (yaoming.jpg), Yao Ming in
-    the team photo (players.jpg; the face whose box holds (743, 167), checked visually),
-    another player, and the six different people of insightface's t1.jpg."""
-    import cv2
-
-    from assets.vision.faces import embed_face
-    from assets.vision.models import load_face_models
-    from demo import media
-
-    models = load_face_models(os.environ["SPEAKERLAKE_FACE_MODEL_DIR"], det_size=320, det_thresh=0.3, ort_threads=1)
-
-    def faces(name):
-        img = cv2.imread(str(media.face_images()[name]))
-        det, kps = models.detector.detect(img, input_size=(640, 640), max_num=0)
-        order = np.argsort(det[:, 0])  # left to right: a stable order
-        return det[order, :4], [embed_face(models, img, kps[i]) for i in order]
-
-    _, yao = faces("yaoming")
-    boxes, team = faces("players")
-    yi = next(i for i, b in enumerate(boxes) if b[0] <= 743 <= b[2] and b[1] <= 167 <= b[3])
-    other_player = next(i for i in range(len(team)) if i != yi and abs(float(team[i] @ team[yi])) < 0.3)
-    _, t1 = faces("t1")
-    assert len(yao) == 1 and len(t1) == 6
-    return {"yao": yao[0], "yao_team": team[yi], "player": team[other_player], "t1": t1}
-
-
 def test_within_video_identity_reassigns_an_outlier(photo_faces, params):
     """A track sync-labelled as speaker s0 whose face is someone else is moved to the speaker
     it looks like (ArcFace), and a silent track of a bound face joins its speaker."""

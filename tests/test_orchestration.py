@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -136,3 +137,39 @@ def test_generated_key_checks_fail_on_a_duplicated_key(tmp_path):
     assert not results[not_null].passed and results[not_null].metadata["rows_with_null_key"].value == 1
     clean = {r.check_name: r.passed for r in key_check_results("speaker_turns", lake.read("speaker_turns", uri).unique(keep="first").drop_nulls("turn_id"))}
     assert clean == {unique: True, not_null: True}
+
+
+def _ids_by_face(uri: str) -> dict[tuple[str, str], str]:
+    """(source file, unit) -> speaker_id: the same face in two lakes has the same key."""
+    videos = dict(lake.read("videos", uri).select("video_id", "source_uri").iter_rows())
+    return {(Path(videos[v]).name, u): s for v, u, s in lake.read("speaker_assignments", uri).select("video_id", "unit", "speaker_id").iter_rows()}
+
+
+def test_two_runs_at_once_and_batches_in_either_order_give_the_same_speaker_ids(tmp_path, demo_corpus_dir, shipped_models):
+    """Two inboxes with the same two people (two cuts of one conversation, different bytes):
+    two `speakerlake run` processes started together on one lake end with two speaker ids,
+    and the ids equal those of ingesting the batches one after the other in reverse order."""
+    from tests.media_factory import reencode
+
+    inboxes = []
+    for name, seconds in (("first", 6.0), ("second", 8.0)):  # a two-shot where both speak, then a single
+        d = tmp_path / name
+        d.mkdir()
+        reencode(demo_corpus_dir / "conv_a.mp4", d / f"{name}.mp4", seconds=seconds, audio_wav=demo_corpus_dir / "conv_a.mp4")
+        inboxes.append(d)
+    env = dict(os.environ)
+    together = str(tmp_path / "together")
+    procs = [subprocess.Popen([sys.executable, "-m", "orchestration.cli", "run", str(d), "--lake", together, "--in-process"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for d in inboxes]
+    for p in procs:
+        out, _ = p.communicate(timeout=900)
+        assert p.returncode == 0, out[-3000:]
+    assert lake.count("speakers", together) == 2
+    ids = _ids_by_face(together)
+    assert len(set(ids.values())) == 2 and {f for f, _ in ids} == {"first.mp4", "second.mp4"}
+
+    reverse = str(tmp_path / "reverse")
+    for i, d in enumerate(reversed(inboxes)):  # two batches, second inbox first; one run takes them in batch-id (time) order
+        plan_batches(str(d), 10, reverse, now=datetime(2026, 1, 1, 0, 0, i, tzinfo=timezone.utc))
+    r = cli("run", "--lake", reverse, "--in-process", env=env, cwd=tmp_path)
+    assert r.returncode == 0 and "2 to run" in r.stdout, r.stdout[-3000:]
+    assert _ids_by_face(reverse) == ids

@@ -370,34 +370,6 @@ def test_speakers_from_members_rollup():
 
 
 # ---------------------------------------------------------------- real ArcFace embeddings
-@pytest.fixture(scope="module")
-def photo_faces(model_env):
-    """Real ArcFace (w600k_mbf) embeddings of shipped photos, as tests/test_binding.py builds
-    them: Yao Ming alone, Yao Ming in the team photo (the face holding (743, 167)), another
-    player, and the six different people of insightface's t1.jpg."""
-    import cv2
-
-    from assets.vision.faces import embed_face
-    from assets.vision.models import load_face_models
-    from demo import media
-
-    models = load_face_models(det_size=320, det_thresh=0.3, ort_threads=1)
-
-    def faces(name):
-        img = cv2.imread(str(media.face_images()[name]))
-        det, kps = models.detector.detect(img, input_size=(640, 640), max_num=0)
-        order = np.argsort(det[:, 0])
-        return det[order, :4], [embed_face(models, img, kps[i]) for i in order]
-
-    _, yao = faces("yaoming")
-    boxes, team = faces("players")
-    yi = next(i for i, b in enumerate(boxes) if b[0] <= 743 <= b[2] and b[1] <= 167 <= b[3])
-    other = next(i for i in range(len(team)) if i != yi and abs(float(team[i] @ team[yi])) < 0.3)
-    _, t1 = faces("t1")
-    assert len(yao) == 1 and len(t1) == 6
-    return {"yao": yao[0], "yao_team": team[yi], "player": team[other], "t1": t1}
-
-
 def test_real_arcface_batches_in_any_order(photo_faces):
     f = photo_faces
     batches = [
