@@ -90,9 +90,11 @@ class _Blend:
     end: int
     boundary: int
     residual: float
+    change: float  # mean |last - first| of the window
 
 
 SMALL = (64, 36)  # frames are compared at this size: dissolves are global, detail is noise
+SPAN_WEIGHT = 0.05  # a transition spans the frames holding more than this share of both shots
 
 
 class GradualTransitionFinder:
@@ -125,8 +127,10 @@ class GradualTransitionFinder:
         return self.found
 
     def _close_run(self) -> None:
-        # consecutive window centres see the same transition: keep the cleanest blend fit
-        best = min(self._run, key=lambda b: (b.residual, b.start))
+        # consecutive window centres see the same transition; the one with the largest
+        # end-to-end change holds all of it (pure shots at both ends), so its blend weights
+        # are calibrated: a window inside the transition fits a blend just as well
+        best = max(self._run, key=lambda b: (round(b.change, 1), -b.residual, -b.start))
         self.found.append(best)
         self._run = []
 
@@ -135,7 +139,8 @@ class GradualTransitionFinder:
         stack = np.stack([f for _, f, _ in self.frames]).reshape(len(idx), -1)
         a, b = stack[0], stack[-1]
         d = b - a
-        if float(np.abs(d).mean()) < self.p.min_change:
+        change = float(np.abs(d).mean())
+        if change < self.p.min_change:
             return None
         dd = float(d @ d)
         alpha = (stack - a) @ d / dd
@@ -147,14 +152,14 @@ class GradualTransitionFinder:
             return None
         if float((np.maximum.accumulate(alpha) - alpha).max()) > 0.15:  # a blend only moves forward
             return None
-        start = idx[int(np.argmax(alpha > 0.1))]
-        end = idx[len(alpha) - int(np.argmax(alpha[::-1] < 0.9))] if (alpha < 0.9).any() else idx[-1]
+        start = idx[int(np.argmax(alpha > SPAN_WEIGHT))]
+        end = idx[len(alpha) - int(np.argmax(alpha[::-1] < 1 - SPAN_WEIGHT))] if (alpha < 1 - SPAN_WEIGHT).any() else idx[-1]
         boundary = idx[int(np.argmax(alpha >= 0.5))]
         dark_a, dark_b = self.frames[0][2] < self.p.fade_level, self.frames[-1][2] < self.p.fade_level
         kind = "fade_out" if dark_b and not dark_a else "fade_in" if dark_a and not dark_b else "dissolve"
         if dark_a and dark_b:
             return None
-        return _Blend(kind, start, end, boundary, float(ratio.max()))
+        return _Blend(kind, start, end, boundary, float(ratio.max()), change)
 
 
 def merge_transitions(content_cuts: Iterable[int], fade_cuts: Iterable[int], blends: Iterable[_Blend], *, half_window: int, min_frames: int) -> list[Transition]:
