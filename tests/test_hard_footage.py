@@ -312,6 +312,33 @@ def test_binding_needs_a_plausible_offset_and_a_clear_margin():
     assert loose.filter(pl.col("speaker_local") == "offscreen")["track_id"].item() is not None
 
 
+def test_listening_to_an_off_screen_voice():
+    """Two faces on screen while a third voice speaks: a face known to be someone else, and
+    an unknown face whose mouth moves by chance (0.6 at +9 frames), are both listening; an
+    unknown face in sync at a plausible offset is not (it may be the speaker)."""
+    from assets.binding.listening import listening_frames
+
+    def tracks(ids):
+        return pl.DataFrame({"track_id": ids, "start_frame": [0] * len(ids), "end_frame": [100] * len(ids)}, schema={"track_id": pl.Int32, "start_frame": pl.Int64, "end_frame": pl.Int64})
+
+    turns = pl.DataFrame({"turn_id": [0], "speaker_local": ["OFF"], "start": [0.0], "end": [4.0]})
+    transcripts = pl.DataFrame({"start": [0.0], "end": [4.0], "avg_logprob": [-0.2], "text": ["words"]})
+    bindings = pl.DataFrame({"speaker_local": ["HOST", "OFF"], "track_id": [0, None], "reason": [None, "no_synced_face"]}, schema={"speaker_local": pl.String, "track_id": pl.Int32, "reason": pl.String})
+    ident = pl.DataFrame({"track_id": [0, 1], "speaker_local": ["HOST", None]}, schema={"track_id": pl.Int32, "speaker_local": pl.String})
+
+    def labels(offset_1: int, conf_1: float) -> dict[int, set[str]]:
+        ss = pl.DataFrame({"track_id": [0, 1], "turn_id": [0, 0], "start": [0.2, 0.2], "end": [3.8, 3.8], "offset": [-1, offset_1], "confidence": [0.5, conf_1]})
+        out = listening_frames(tracks([0, 1]), turns, ss, bindings, ident, transcripts, FPS, 100, min_gap=0.25, speaker_min_conf=0.4, max_sync=0.4, asr_min_logprob=-1.0, max_offset=6, min_margin=0.2, min_seconds=1.0)
+        got: dict[int, set[str]] = {}
+        for lab in out:
+            got.setdefault(lab["track_id"], set()).add(lab["kind"])
+        return got
+
+    # track 0 is the host's face (in sync 0.5 by chance), track 1 an unknown face
+    assert labels(9, 0.6) == {0: {"not_co_present"}, 1: {"not_co_present"}}
+    assert labels(-2, 0.6) == {0: {"not_co_present"}}
+
+
 def _frames(path: Path, a: int, b: int) -> list[np.ndarray]:
     from assets.vision.decode import iter_frames
 

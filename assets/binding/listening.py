@@ -8,9 +8,9 @@ visible face tracks ``V``:
 whose identity is ``S`` (bound, or ArcFace-propagated `track_identities`); failing that,
 the visible track most in sync with turn ``k`` if it shows sync evidence for it (confidence
 at least ``speaker_min_conf`` at a plausible offset, ``|offset| <= max_offset``, over at
-least ``min_seconds``, and at least ``min_margin`` above every other visible track), its identity is not another speaker
-and ``S`` is not a voice the binding found no synced face for (``no_synced_face``: an
-off-screen voice has no track on screen). Every other visible track ``L`` that is not
+least ``min_seconds``, and at least ``min_margin`` above every other visible track), its
+identity is not another speaker and ``S`` is not a voice the binding found no synced face
+for (``no_synced_face``: an off-screen voice has no track on screen). Every other visible track ``L`` that is not
 ``S`` and whose sync confidence over turn ``k`` is at least ``min_gap`` below the speaker
 track's is *listening*; ``confidence_gap`` is that difference, ``speaker_track_id`` the
 speaker's track.
