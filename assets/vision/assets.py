@@ -6,7 +6,7 @@ from orchestration.stage_assets import per_video_stage
 vision = per_video_stage(
     "vision",
     {
-        "shots": "PySceneDetect shots (detector, threshold, minimum length in sql/thresholds.csv).",
+        "shots": "PySceneDetect shots: hard cuts, fades and dissolves, each with its transition kind and frame span (settings in sql/thresholds.csv).",
         "face_tracks": "insightface faces tracked within shots: 2d106 mouth signal, ArcFace embedding, person box.",
     },
     analyze_video,

@@ -20,6 +20,7 @@ class VisionParams:
     shot_gradual_max_residual: float = 0.3
     shot_gradual_min_mixed: int = 4
     shot_fade_level: float = 12.0
+    shot_gradual_span_weight: float = 0.05
     # face detection / tracking
     det_size: int = 320
     det_thresh: float = 0.3  # SCRFD floor: low-score boxes feed ByteTrack's second association only
@@ -52,6 +53,7 @@ class VisionParams:
             shot_gradual_max_residual=threshold("shot_gradual_max_residual"),
             shot_gradual_min_mixed=int(threshold("shot_gradual_min_mixed")),
             shot_fade_level=threshold("shot_fade_level"),
+            shot_gradual_span_weight=threshold("shot_gradual_span_weight"),
             det_size=int(threshold("face_det_size")),
             det_thresh=threshold("face_det_thresh"),
             det_fps=threshold("face_det_fps"),
@@ -81,6 +83,7 @@ class VisionParams:
             max_residual=self.shot_gradual_max_residual,
             min_mixed=self.shot_gradual_min_mixed,
             fade_level=self.shot_fade_level,
+            span_weight=self.shot_gradual_span_weight,
         )
 
     def steps(self, fps: float) -> tuple[int, int]:

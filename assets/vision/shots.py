@@ -70,6 +70,7 @@ class GradualParams:
     max_residual: float = 0.3  # blend residual / end-to-end change, worst frame of the window
     min_mixed: int = 4  # frames with a blend weight in (0.15, 0.85): a cut has none
     fade_level: float = 12.0  # ThresholdDetector: mean intensity below which a frame is black
+    span_weight: float = 0.05  # a transition spans the frames holding more than this share of both shots
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,6 @@ class _Blend:
 
 
 SMALL = (64, 36)  # frames are compared at this size: dissolves are global, detail is noise
-SPAN_WEIGHT = 0.05  # a transition spans the frames holding more than this share of both shots
 
 
 class GradualTransitionFinder:
@@ -152,8 +152,9 @@ class GradualTransitionFinder:
             return None
         if float((np.maximum.accumulate(alpha) - alpha).max()) > 0.15:  # a blend only moves forward
             return None
-        start = idx[int(np.argmax(alpha > SPAN_WEIGHT))]
-        end = idx[len(alpha) - int(np.argmax(alpha[::-1] < 1 - SPAN_WEIGHT))] if (alpha < 1 - SPAN_WEIGHT).any() else idx[-1]
+        w = self.p.span_weight
+        start = idx[int(np.argmax(alpha > w))]
+        end = idx[len(alpha) - int(np.argmax(alpha[::-1] < 1 - w))] if (alpha < 1 - w).any() else idx[-1]
         boundary = idx[int(np.argmax(alpha >= 0.5))]
         dark_a, dark_b = self.frames[0][2] < self.p.fade_level, self.frames[-1][2] < self.p.fade_level
         kind = "fade_out" if dark_b and not dark_a else "fade_in" if dark_a and not dark_b else "dissolve"
