@@ -150,8 +150,8 @@ FACES = {
     "gdp:4": FaceRef("gdp:4", "gdp", (380, 160)),  # right player in vectron gdp.jpg
     "astronaut": FaceRef("astronaut", "astronaut", (225, 120)),
     # hard conversations: faces not used by the clean videos
-    "t1:2": FaceRef("t1:2", "t1", (518, 340)),  # middle woman in t1.jpg
-    "t1:3": FaceRef("t1:3", "t1", (958, 132)),  # back-row man in t1.jpg
+    "t1:2": FaceRef("t1:2", "t1", (518, 340)),  # front-middle face in t1.jpg
+    "t1:3": FaceRef("t1:3", "t1", (958, 132)),  # back-row face in t1.jpg
     "gdp:2": FaceRef("gdp:2", "gdp", (297, 105)),  # middle player in gdp.jpg
     "gdp:1": FaceRef("gdp:1", "gdp", (161, 78)),  # left player in gdp.jpg
 }
