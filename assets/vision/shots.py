@@ -68,7 +68,7 @@ class GradualParams:
     half_window: int = 15  # frames each side of a candidate centre: longest transition ~ 2x this
     min_change: float = 14.0  # mean |last - first| of the window on 0-255 BGR, 64x36 px
     max_residual: float = 0.3  # blend residual / end-to-end change, worst frame of the window
-    min_mixed: int = 4  # frames with a blend weight in (0.15, 0.85): a cut has none
+    min_mixed: int = 4  # frames with a blend weight inside MIXED: a cut has none
     fade_level: float = 12.0  # ThresholdDetector: mean intensity below which a frame is black
     span_weight: float = 0.05  # a transition spans the frames holding more than this share of both shots
 
@@ -95,6 +95,8 @@ class _Blend:
 
 
 SMALL = (64, 36)  # frames are compared at this size: dissolves are global, detail is noise
+MIXED = (0.15, 0.85)  # blend weights of a "mixed" frame (shot_gradual_min_mixed counts them)
+MAX_BACKSTEP = 0.15  # a blend only moves forward: largest drop of the weight allowed (noise)
 
 
 class GradualTransitionFinder:
@@ -148,9 +150,9 @@ class GradualTransitionFinder:
         ratio = np.sqrt((resid**2).mean(axis=1) / (dd / d.size))
         if float(ratio.max()) > self.p.max_residual:
             return None
-        if int(((alpha > 0.15) & (alpha < 0.85)).sum()) < self.p.min_mixed:
+        if int(((alpha > MIXED[0]) & (alpha < MIXED[1])).sum()) < self.p.min_mixed:
             return None
-        if float((np.maximum.accumulate(alpha) - alpha).max()) > 0.15:  # a blend only moves forward
+        if float((np.maximum.accumulate(alpha) - alpha).max()) > MAX_BACKSTEP:
             return None
         w = self.p.span_weight
         start = idx[int(np.argmax(alpha > w))]
