@@ -21,10 +21,21 @@ conv_b       holdout   35.00 s  LibriVox reader (pocketsphinx utterances 0870/08
                                 gdp:4 / yaoming; 7 clean turns; 9 shots (3 two-shots, 6 singles)
 mono         tune      19.92 s  one person: silero-vad lecture 0-19.92 s, astronaut face;
                                 3 shots wide / close / wide
+hard_a       tune      36.72 s  hard footage: LibriVox reader (t1:2) and JFK (gdp:2) on screen,
+                                the silero lecturer never on screen (3 turns); boundaries cut,
+                                dissolve 20, fade 24, cut, dissolve 16 frames; slow zoom to 1.3x
+                                on a two-shot; lips lead the voice by 2 / 1 frames
+hard_b       holdout   33.36 s  hard footage: Diane (t1:3) and Sheila (gdp:1) from the pyannote
+                                call on screen, the LibriVox reader never on screen (2 turns);
+                                fade 26, cut, dissolve 24, cut, dissolve 18 frames; slow zoom
+                                to 1.25x on a single; lips lead the voice by 3 / 2 frames
 ===========  ========  =======  ==============================================================
 
 Conversation A (real two-speaker recording) and the monologue are for tuning thresholds;
 conversation B (different faces AND different voices) is held out for reporting accuracy.
+The hard conversations (issue 16) are a second pair: hard_a tunes the gradual-transition,
+binding-evidence and listening thresholds, hard_b (other faces, other on-screen voices, the
+off-screen role played by a voice that is on screen in hard_a) is held out.
 
 Ground truth ``<name>.json`` beside each ``<name>.mp4`` (all times in seconds from the start of
 the video; frame indices at 25 fps; ``end``/``end_frame`` exclusive), and ``corpus.json`` =
@@ -60,6 +71,25 @@ Definitions:
 * ``speaking``: turns cut at shot boundaries, ``on_screen`` = the speaker is in that shot.
 * ``listening``: the person is on screen, has no turn at that moment and the other person
   has one; ``co_present`` if the speaker is on screen too, else ``not_co_present``.
+
+Hard conversations (``lips`` set on the spec) add to the ground truth:
+
+* ``people[C]``: ``"face": null, "on_screen": false`` for the voice that is never on screen;
+  its turns are in ``turns`` and its ``speaking`` rows all have ``on_screen`` false.
+* ``transitions``: ``[{"kind": "cut" | "dissolve" | "fade", "boundary", "start_frame",
+  "end_frame"}]``, one per shot boundary; a gradual one spans ``[start_frame, end_frame)``
+  centred on ``boundary`` (the first frame of the next shot, also listed in ``cuts``). A
+  dissolve cross-fades the two shots linearly; a fade goes to black over its first 40 %,
+  stays black for 20 % and comes back over the last 40 %.
+* ``shots[].zoom``: ``{"start_frame", "end_frame", "scale_to", "centre"}``: the whole frame
+  is scaled about ``centre`` by a factor rising linearly from 1 to ``scale_to`` and then
+  held (`zoom_scale`; `gt_face_boxes` gives every face box at a frame).
+* Inside a gradual transition nobody is visible (blended or faded faces are no one's clip),
+  so ``speaking`` there is off screen and there is no ``listening``.
+
+Mouth motion in the hard conversations (`hard_mouth_drive`): speaking lips open by a
+compressed, noisy function of the own voice and lead it by 1-3 frames; silent faces move
+their mouths with a smooth random opening unrelated to any voice. Heads sway 2.5x as much.
 
 Mouth motion: per video frame, RMS of the person's own track over that frame's 40 ms,
 smoothed over 3 frames and scaled by its 95th percentile over voiced frames, clipped to
@@ -119,6 +149,11 @@ FACES = {
     "yaoming": FaceRef("yaoming", "yaoming", (123, 142)),
     "gdp:4": FaceRef("gdp:4", "gdp", (380, 160)),  # right player in vectron gdp.jpg
     "astronaut": FaceRef("astronaut", "astronaut", (225, 120)),
+    # hard conversations: faces not used by the clean videos
+    "t1:2": FaceRef("t1:2", "t1", (518, 340)),  # front-middle face in t1.jpg
+    "t1:3": FaceRef("t1:3", "t1", (958, 132)),  # back-row face in t1.jpg
+    "gdp:2": FaceRef("gdp:2", "gdp", (297, 105)),  # middle player in gdp.jpg
+    "gdp:1": FaceRef("gdp:1", "gdp", (161, 78)),  # left player in gdp.jpg
 }
 
 SOURCES_DOC = {
@@ -228,7 +263,7 @@ def _gate(n: int, spans, ramp_s: float = 0.03) -> np.ndarray:
 class Person:
     key: str
     name: str
-    face: str  # FACES key
+    face: str | None  # FACES key; None = a voice that is never on screen
     voice: str
 
 
@@ -239,6 +274,12 @@ class ShotSpec:
     persons: tuple[str, ...]  # left to right
     background: str
     framing: str = ""  # "wide" | "close" for the monologue
+    # how this shot begins: "cut", or a gradual "dissolve" / "fade" (through black) of
+    # ``transition_frames`` frames centred on ``start`` (the shot boundary is its midpoint)
+    transition: str = "cut"
+    transition_frames: int = 0
+    # slow camera zoom inside the shot: (start s, end s, final scale), times from the shot start
+    zoom: tuple = ()
 
 
 @dataclass
@@ -257,6 +298,8 @@ class VideoSpec:
     people: list[Person]
     audio: AudioPlan
     shots: list[ShotSpec]
+    # None: lips copy the voice envelope (the clean videos); else the hard-footage motion model
+    lips: "LipStyle | None" = None
 
     @property
     def n_frames(self) -> int:
@@ -405,7 +448,155 @@ def _mono() -> VideoSpec:
     return VideoSpec("mono", "tune", 303, people, audio, shots)
 
 
-SPEC_BUILDERS = {"conv_a": _conv_a, "conv_b": _conv_b, "mono": _mono}
+# ----------------------------------------------------------------------- hard conversations
+@dataclass(frozen=True)
+class LipStyle:
+    """Mouth motion of the hard conversations (see `hard_mouth_drive`)."""
+
+    lead_frames: dict  # on-screen person -> frames by which the lips lead the voice (1..3)
+    listener_amp: float = 0.6  # scale of the random mouth motion while not speaking
+    head_sway: float = 2.5  # head-jitter scale relative to the clean videos
+
+
+def _sequence(pieces, gaps, lead_in: float, tail: float, people: list[str]):
+    """Place speech pieces one after another: (tracks, mix, turns). A piece is
+    ``(person, audio, speech_start, speech_end, text, words)`` with speech times inside the piece."""
+    total = lead_in + sum(len(p[1]) / SR for p in pieces) + sum(gaps) + tail
+    n = int(math.ceil(total * FPS)) * SPF
+    tracks = {p: np.zeros(n, np.float32) for p in people}
+    turns = []
+    t = lead_in
+    for i, (who, a, ss, se, text, words) in enumerate(pieces):
+        s0 = int(round(t * SR))
+        tracks[who][s0 : s0 + len(a)] += a
+        t0 = s0 / SR
+        turn = {"person": who, "start": round(t0 + ss, 3), "end": round(t0 + se, 3), "text": text}
+        if words:
+            turn["words"] = [{"word": w["word"], "start": round(t0 + w["start"], 3), "end": round(t0 + w["end"], 3)} for w in words]
+        turns.append(turn)
+        t = t0 + len(a) / SR + (gaps[i] if i < len(gaps) else 0.0)
+    mix = sum(tracks.values()).astype(np.float32)
+    return tracks, mix, turns
+
+
+def _librivox_piece(who: str, ref: str):
+    d = {Path(x["wav"]).stem: x for x in media.librivox()}[ref]
+    a = _normalise(_read_wav(d["wav"]))
+    words = _librivox_words(d["json"])
+    return (who, a, words[0]["start"], words[-1]["end"], d["txt"].read_text().strip(), words)
+
+
+def _jfk_piece(who: str, k: int):
+    jfk = _normalise(_read_wav(media.jfk()["wav"]))
+    ps, pe, ss, se, text = JFK_PHRASES[k]
+    return (who, _fade(jfk[int(ps * SR) : int(pe * SR)], 30.0), ss - ps, se - ps, text, None)
+
+
+def _lecture_pieces(who: str, spans):
+    """Phrases of the silero lecture (seconds in test.wav), speech bounds by the energy VAD."""
+    x = _normalise(_read_wav(media.silero_lecture())[: 60 * SR])
+    out = []
+    for a, b in spans:
+        seg = _fade(x[int(a * SR) : int(b * SR)], 30.0)
+        segs = _energy_segments(seg)
+        out.append((who, seg, segs[0][0], segs[-1][1], None, None))
+    return out
+
+
+def _call_pieces(spans):
+    """Single-speaker stretches of the pyannote phone call: (person, start s, end s) inside
+    RTTM turns that no other RTTM turn overlaps; speech bounds by the energy VAD, no text."""
+    src = media.pyannote_sample()
+    x = _normalise(_read_wav(src["wav"]))
+    out = []
+    for who, a, b in spans:
+        seg = _fade(x[int(a * SR) : int(b * SR)], 30.0)
+        segs = _energy_segments(seg)
+        out.append((who, seg, segs[0][0], segs[-1][1], None, None))
+    return out
+
+
+def _hard_shots(turns, plan):
+    """ShotSpecs from ``(turn index, edge, delta s, layout, persons, background, transition,
+    transition frames, zoom)`` rows, times snapped to frames."""
+    shots = []
+    for k, (ti, edge, delta, layout, persons, bg, kind, frames, zoom) in enumerate(plan):
+        start = 0.0 if k == 0 else round((turns[ti][edge] + delta) * FPS) / FPS
+        shots.append(ShotSpec(start, layout, persons, bg, "", kind, frames, zoom))
+    return shots
+
+
+def _hard_a() -> VideoSpec:
+    """Tune: LibriVox reader (A, t1:2) and JFK (B, gdp:2) on screen, the silero lecturer (C)
+    off screen; cut, dissolve, fade, cut, dissolve; a slow zoom on the two-shot."""
+    lecture = _lecture_pieces("C", [(21.0, 24.6), (33.2, 36.9), (44.0, 47.3)])
+    pieces = [
+        _librivox_piece("A", "0890"),
+        _jfk_piece("B", 0),
+        lecture[0],
+        _librivox_piece("A", "0930"),
+        lecture[1],
+        _jfk_piece("B", 1),
+        lecture[2],
+        _librivox_piece("A", "0880"),
+        _jfk_piece("B", 2),
+    ]
+    tracks, mix, turns = _sequence(pieces, [0.3, 0.35, 0.3, 0.4, 0.3, 0.35, 0.3, 0.3], 0.6, 0.7, ["A", "B", "C"])
+    people = [
+        Person("A", "LibriVox reader", "t1:2", "librivox:sense_and_sensibility_01"),
+        Person("B", "JFK", "gdp:2", "jfk"),
+        Person("C", "lecturer (off screen)", None, "silero:test.wav"),
+    ]
+    shots = _hard_shots(
+        turns,
+        [
+            (0, "start", 0.0, "two_shot", ("A", "B"), "coffee", "cut", 0, ()),
+            (1, "start", 0.6, "single", ("B",), "hubble", "cut", 0, ()),
+            (2, "start", -0.4, "two_shot", ("A", "B"), "rocket", "dissolve", 20, (0.8, 5.0, 1.3)),  # C speaks: both listen
+            (4, "start", 0.6, "single", ("A",), "cool", "fade", 24, ()),  # C, then B off screen: A listens
+            (6, "start", -0.5, "two_shot", ("A", "B"), "brick", "cut", 0, ()),
+            (7, "start", 1.0, "single", ("A",), "warm", "dissolve", 16, ()),
+        ],
+    )
+    audio = AudioPlan(mix, tracks, turns, {"librivox": "utterances 0890, 0930, 0880", "jfk": "jfk.wav in 3 phrases", "silero": "test.wav 21.0-24.6, 33.2-36.9, 44.0-47.3 s (off screen)"})
+    return VideoSpec("hard_a", "tune", 404, people, audio, shots, LipStyle({"A": 2, "B": 1}))
+
+
+def _hard_b() -> VideoSpec:
+    """Holdout: Diane (A, t1:3) and Sheila (B, gdp:1) from the pyannote call on screen, the
+    LibriVox reader (C) off screen; fade, cut, dissolve, cut, dissolve; a slow zoom on a single."""
+    call = _call_pieces([("A", 11.08, 14.45), ("B", 14.73, 17.92), ("A", 18.62, 21.46), ("B", 21.80, 27.82), ("A", 28.52, 30.0)])
+    pieces = [
+        call[0],
+        call[1],
+        _librivox_piece("C", "0870"),
+        call[2],
+        _librivox_piece("C", "0920"),
+        call[3],
+        call[4],
+    ]
+    tracks, mix, turns = _sequence(pieces, [0.35, 0.3, 0.4, 0.3, 0.35, 0.3], 0.7, 0.6, ["A", "B", "C"])
+    people = [
+        Person("A", "Diane", "t1:3", "pyannote:speaker90"),
+        Person("B", "Sheila", "gdp:1", "pyannote:speaker91"),
+        Person("C", "LibriVox reader (off screen)", None, "librivox:sense_and_sensibility_01"),
+    ]
+    shots = _hard_shots(
+        turns,
+        [
+            (0, "start", 0.0, "two_shot", ("A", "B"), "grass", "cut", 0, ()),
+            (1, "start", 0.8, "single", ("B",), "dusk", "fade", 26, ()),
+            (2, "start", 0.5, "two_shot", ("A", "B"), "motorcycle", "cut", 0, ()),  # C speaks: both listen
+            (3, "start", 0.4, "single", ("A",), "warm", "dissolve", 24, (1.0, 4.5, 1.25)),  # zoom in on A
+            (4, "start", 1.2, "single", ("B",), "hubble", "cut", 0, ()),  # C speaks: B listens alone
+            (5, "start", 2.5, "two_shot", ("A", "B"), "coffee", "dissolve", 18, ()),
+        ],
+    )
+    audio = AudioPlan(mix, tracks, turns, {"pyannote": "sample.wav 11.08-14.45, 14.73-17.92, 18.62-21.46, 21.80-27.82, 28.52-30.0 s", "librivox": "utterances 0870, 0920 (off screen)"})
+    return VideoSpec("hard_b", "holdout", 505, people, audio, shots, LipStyle({"A": 3, "B": 2}))
+
+
+SPEC_BUILDERS = {"conv_a": _conv_a, "conv_b": _conv_b, "mono": _mono, "hard_a": _hard_a, "hard_b": _hard_b}
 
 
 def video_specs(names=None) -> list[VideoSpec]:
@@ -681,6 +872,34 @@ def mouth_drive(track: np.ndarray, n_frames: int, rng: np.random.Generator) -> n
     return amp.astype(np.float32)
 
 
+def hard_mouth_drive(track: np.ndarray, turns: list[dict], person: str, n_frames: int, rng: np.random.Generator, style: LipStyle) -> np.ndarray:
+    """Per-frame mouth amplitude of an on-screen person of a hard conversation.
+
+    While speaking, the opening is a compressed (power 0.6), noisy function of the own voice's
+    envelope (per-syllable gain wobble of +-30 % and frame noise), and leads the voice by
+    ``style.lead_frames[person]`` frames, as real lips do. While not speaking, the mouth
+    moves on its own (smiles, murmurs, chewing): a smooth random opening of 0.4-3 Hz that is
+    unrelated to any voice, up to ``style.listener_amp``."""
+    x = track[: n_frames * SPF].astype(np.float64).reshape(n_frames, SPF)
+    env = np.sqrt((x**2).mean(axis=1))
+    env = np.convolve(np.pad(env, 1, mode="edge"), np.ones(3) / 3, mode="valid")
+    voiced = env[env > 1e-4]
+    p95 = float(np.percentile(voiced, 95)) if len(voiced) else 1.0
+    speech = np.clip(env / max(p95, 1e-6), 0.0, 1.5) ** 0.6
+    speech = speech * (1.0 + 0.3 * _smooth_noise(rng, n_frames, 4, 1.0, 4.0)) + 0.05 * rng.standard_normal(n_frames) * (speech > 0.1)
+    lead = int(style.lead_frames[person])
+    speech = np.concatenate([speech[lead:], np.zeros(lead)])  # the mouth at frame i shows the voice of frame i + lead
+    talking = np.zeros(n_frames)
+    for t in turns:
+        if t["person"] == person:
+            talking[max(0, int(t["start"] * FPS) - 5) : int(t["end"] * FPS) + 5] = 1.0
+    talking = np.convolve(talking, np.ones(7) / 7, mode="same")
+    idle = style.listener_amp * np.clip(_smooth_noise(rng, n_frames, 4, 0.4, 3.0), 0.0, 1.0)
+    amp = speech + (1.0 - talking) * idle
+    amp = np.nan_to_num(np.clip(amp, 0.0, AMP_MAX), nan=0.0)
+    return amp.astype(np.float32)
+
+
 @dataclass
 class Jitter:
     dx: np.ndarray
@@ -689,12 +908,12 @@ class Jitter:
     rot: np.ndarray  # degrees
 
 
-def head_jitter(rng: np.random.Generator, n: int) -> Jitter:
+def head_jitter(rng: np.random.Generator, n: int, scale: float = 1.0) -> Jitter:
     return Jitter(
-        dx=2.5 * _smooth_noise(rng, n),
-        dy=1.8 * _smooth_noise(rng, n),
-        ds=0.015 * _smooth_noise(rng, n, 3, 0.03, 0.3),
-        rot=0.8 * _smooth_noise(rng, n),
+        dx=2.5 * scale * _smooth_noise(rng, n),
+        dy=1.8 * scale * _smooth_noise(rng, n),
+        ds=0.015 * scale * _smooth_noise(rng, n, 3, 0.03, 0.3),
+        rot=0.8 * scale * _smooth_noise(rng, n),
     )
 
 
@@ -779,23 +998,30 @@ def ground_truth(spec: VideoSpec, fingerprint: str) -> dict:
                 "shot_id": k, "start_frame": f0, "end_frame": f1, "start": round(f0 / FPS, 3), "end": round(f1 / FPS, 3),
                 "layout": shot.layout, "background": shot.background, "faces": faces,
                 **({"framing": shot.framing} if shot.framing else {}),
+                **({"zoom": _zoom_frames(shot, f0, f1)} if shot.zoom else {}),
             }
         )
     duration = n / FPS
     turns = spec.audio.turns
     keys = [p.key for p in spec.people]
+    transitions = _transitions(spec)
+    gradual = [(tr["start_frame"], tr["end_frame"]) for tr in transitions if tr["kind"] != "cut"]
 
     def shot_at(t: float) -> dict:
         f = min(int(t * FPS), n - 1)
         return next(s for s in shots if s["start_frame"] <= f < s["end_frame"])
 
     def visible(t: float) -> set[str]:
+        f = min(int(t * FPS), n - 1)
+        if any(a <= f < b for a, b in gradual):  # blended / faded faces are nobody's clip
+            return set()
         return {f["person"] for f in shot_at(t)["faces"]}
 
     def talking(p: str, t: float) -> bool:
         return any(tr["person"] == p and tr["start"] <= t < tr["end"] for tr in turns)
 
     bounds = [0.0, duration] + [s["start"] for s in shots] + [x for tr in turns for x in (tr["start"], tr["end"])]
+    bounds += [f / FPS for span in gradual for f in span]
     speaking, listening = [], []
     for p in keys:
         for a, b, st in _intervals(bounds, lambda t, p=p: (p in visible(t)) if talking(p, t) else None):
@@ -822,15 +1048,62 @@ def ground_truth(spec: VideoSpec, fingerprint: str) -> dict:
         "duration": round(duration, 3),
         "n_frames": n,
         "audio": {"sample_rate": SR_OUT, "channels": 2, "codec": "aac"},
-        "people": {p.key: {"name": p.name, "face": p.face, "voice": p.voice, "face_source_box": face_source(p.face).src_box} for p in spec.people},
+        "people": {p.key: _person_gt(p) for p in spec.people},
         "shots": shots,
         "cuts": [s["start_frame"] for s in shots[1:]],
+        **({"transitions": transitions} if spec.lips is not None else {}),
         "turns": turns,
         "speaking": speaking,
         "listening": listening,
-        "sources": {**spec.audio.sources, "faces": {p.face: SOURCES_DOC[FACES[p.face].image] for p in spec.people}},
+        "sources": {**spec.audio.sources, "faces": {p.face: SOURCES_DOC[FACES[p.face].image] for p in spec.people if p.face}},
         "build": {"version": BUILD_VERSION, "fingerprint": fingerprint, "seed": spec.seed},
     }
+
+
+def _person_gt(p: Person) -> dict:
+    if p.face is None:
+        return {"name": p.name, "face": None, "voice": p.voice, "face_source_box": None, "on_screen": False}
+    return {"name": p.name, "face": p.face, "voice": p.voice, "face_source_box": face_source(p.face).src_box}
+
+
+def _transitions(spec: VideoSpec) -> list[dict]:
+    """Every shot boundary with its kind; a gradual one spans ``[start_frame, end_frame)``
+    around the boundary (its midpoint), a cut has ``start_frame == end_frame == boundary``."""
+    out = []
+    for shot, (f0, _) in zip(spec.shots[1:], _shot_frames(spec)[1:]):
+        n = shot.transition_frames if shot.transition != "cut" else 0
+        out.append({"kind": shot.transition, "boundary": f0, "start_frame": f0 - n // 2, "end_frame": f0 - n // 2 + n})
+    return out
+
+
+def _zoom_frames(shot: ShotSpec, f0: int, f1: int) -> dict:
+    """A shot's camera zoom in frames: the scale ramps linearly from 1 to ``scale_to`` over
+    ``[start_frame, end_frame)`` and holds after it, about ``centre`` (see `zoom_scale`)."""
+    a, b, scale = shot.zoom
+    return {"start_frame": f0 + int(round(a * FPS)), "end_frame": min(f1, f0 + int(round(b * FPS))), "scale_to": scale, "centre": list(ZOOM_CENTRE)}
+
+
+ZOOM_CENTRE = (W / 2, 0.45 * H)
+
+
+def zoom_scale(zoom: dict | None, frame: int) -> float:
+    if not zoom:
+        return 1.0
+    u = (frame - zoom["start_frame"]) / max(zoom["end_frame"] - zoom["start_frame"], 1)
+    return 1.0 + (zoom["scale_to"] - 1.0) * min(max(u, 0.0), 1.0)
+
+
+def gt_face_boxes(gt: dict, frame: int) -> dict[str, list[float]]:
+    """person -> GT face box at ``frame`` (the shot's nominal box under its zoom); empty
+    inside a gradual transition."""
+    for tr in gt.get("transitions", []):
+        if tr["start_frame"] <= frame < tr["end_frame"]:
+            return {}
+    shot = next(s for s in gt["shots"] if s["start_frame"] <= frame < s["end_frame"])
+    z = shot.get("zoom")
+    s = zoom_scale(z, frame)
+    cx, cy = z["centre"] if z else (0.0, 0.0)
+    return {f["person"]: [cx + s * (f["box"][0] - cx), cy + s * (f["box"][1] - cy), cx + s * (f["box"][2] - cx), cy + s * (f["box"][3] - cy)] for f in shot["faces"]}
 
 
 def _person(spec: VideoSpec, key: str) -> Person:
@@ -839,15 +1112,19 @@ def _person(spec: VideoSpec, key: str) -> Person:
 
 # ======================================================================= encode
 def render_and_encode(spec: VideoSpec, out_path: Path) -> None:
-    import av
     import cv2
     from scipy.signal import resample_poly
 
     cv2.setNumThreads(1)
     n = spec.n_frames
     rng = np.random.default_rng(spec.seed)
-    drives = {p.key: mouth_drive(spec.audio.tracks[p.key], n, rng) for p in spec.people}
-    jitters = {p.key: head_jitter(rng, n) for p in spec.people}
+    if spec.lips is None:
+        drives = {p.key: mouth_drive(spec.audio.tracks[p.key], n, rng) for p in spec.people}
+        jitters = {p.key: head_jitter(rng, n) for p in spec.people}
+    else:
+        seen = [p for p in spec.people if p.face is not None]
+        drives = {p.key: hard_mouth_drive(spec.audio.tracks[p.key], spec.audio.turns, p.key, n, rng, spec.lips) for p in seen}
+        jitters = {p.key: head_jitter(rng, n, spec.lips.head_sway) for p in seen}
     frames = _shot_frames(spec)
 
     mix = spec.audio.mix[: n * SPF].astype(np.float64)
@@ -856,9 +1133,50 @@ def render_and_encode(spec: VideoSpec, out_path: Path) -> None:
         mix *= 0.95 / peak
     audio = resample_poly(mix, SR_OUT // SR, 1).astype(np.float32)
     audio = np.clip(audio, -1.0, 1.0)
-    spf_out = SR_OUT // FPS
-    assert len(audio) == n * spf_out
+    assert len(audio) == n * (SR_OUT // FPS)
 
+    def shot_frame(k: int, i: int) -> np.ndarray:
+        """Frame ``i`` as shot ``k`` shows it (faces with their mouths and head motion)."""
+        shot = spec.shots[k]
+        frame = background(shot.background).copy()
+        slots = layout_slots(shot)
+        for p, sl in zip(shot.persons, slots):
+            sp = sprite(_person(spec, p).face, sl[2])
+            composite(frame, open_mouth(sp, float(drives[p][i])), _placement(sp, sl, jitters[p], i))
+        if shot.zoom:
+            s = zoom_scale(_zoom_frames(shot, *frames[k]), i)
+            if s != 1.0:
+                cx, cy = ZOOM_CENTRE
+                m = np.array([[s, 0.0, cx * (1 - s)], [0.0, s, cy * (1 - s)]])
+                frame = cv2.warpAffine(frame, m, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        return frame
+
+    transitions = [(k + 1, tr) for k, tr in enumerate(_transitions(spec)) if tr["kind"] != "cut"] if spec.lips is not None else []
+
+    def frame_at(i: int) -> np.ndarray:
+        for k, tr in transitions:
+            a, b = tr["start_frame"], tr["end_frame"]
+            if a <= i < b:
+                w = (i - a + 0.5) / (b - a)  # share of the incoming shot
+                if tr["kind"] == "dissolve":
+                    mixed = (1 - w) * shot_frame(k - 1, i).astype(np.float32) + w * shot_frame(k, i).astype(np.float32)
+                else:  # fade through black: out over the first 40 %, black, in over the last 40 %
+                    src = shot_frame(k - 1, i) if w < 0.5 else shot_frame(k, i)
+                    gain = min(1.0, max(0.0, abs(w - 0.5) - 0.1) / 0.4)
+                    mixed = gain * src.astype(np.float32)
+                return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+        k = next(j for j, (f0, f1) in enumerate(frames) if f0 <= i < f1)
+        return shot_frame(k, i)
+
+    encode(out_path, n, frame_at, audio)
+
+
+def encode(out_path: Path, n: int, frame_at, audio: np.ndarray) -> None:
+    """H.264 (``frame_at(i)``: RGB uint8, i = 0..n-1) + stereo AAC of ``audio`` (48 kHz mono
+    float) into ``out_path``, written through a temporary file."""
+    import av
+
+    spf_out = SR_OUT // FPS
     tmp = out_path.with_name(out_path.stem + ".part.mp4")
     with av.open(str(tmp), "w") as c:
         vs = c.add_stream("libx264", rate=FPS)
@@ -868,27 +1186,20 @@ def render_and_encode(spec: VideoSpec, out_path: Path) -> None:
         as_.layout = "stereo"
         as_.bit_rate = 128000
         apos = 0
-        for shot, (f0, f1) in zip(spec.shots, frames):
-            bg = background(shot.background)
-            slots = layout_slots(shot)
-            sprites = [sprite(_person(spec, p).face, sl[2]) for p, sl in zip(shot.persons, slots)]
-            for i in range(f0, f1):
-                frame = bg.copy()
-                for p, sl, sp in zip(shot.persons, slots, sprites):
-                    composite(frame, open_mouth(sp, float(drives[p][i])), _placement(sp, sl, jitters[p], i))
-                vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-                vf.pts = i
-                for pkt in vs.encode(vf):
+        for i in range(n):
+            vf = av.VideoFrame.from_ndarray(frame_at(i), format="rgb24")
+            vf.pts = i
+            for pkt in vs.encode(vf):
+                c.mux(pkt)
+            # keep audio roughly interleaved with video
+            while apos < (i + 1) * spf_out:
+                chunk = audio[apos : apos + 1024]
+                af = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]), format="fltp", layout="stereo")
+                af.sample_rate = SR_OUT
+                af.pts = apos
+                for pkt in as_.encode(af):
                     c.mux(pkt)
-                # keep audio roughly interleaved with video
-                while apos < (i + 1) * spf_out:
-                    chunk = audio[apos : apos + 1024]
-                    af = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]), format="fltp", layout="stereo")
-                    af.sample_rate = SR_OUT
-                    af.pts = apos
-                    for pkt in as_.encode(af):
-                        c.mux(pkt)
-                    apos += len(chunk)
+                apos += len(chunk)
         for pkt in vs.encode(None):
             c.mux(pkt)
         for pkt in as_.encode(None):

@@ -216,10 +216,17 @@ _TABLES = [
             "end": pl.Float64,
             "start_frame": pl.Int64,
             "end_frame": pl.Int64,
+            "transition": pl.String,
+            "transition_start_frame": pl.Int64,
+            "transition_end_frame": pl.Int64,
         },
         key=("video_id", "shot_id"),
         write="replace_videos",
-        description="PySceneDetect shots; end_frame is exclusive.",
+        description=(
+            "PySceneDetect shots; end_frame is exclusive. transition: how the shot begins (cut, "
+            "dissolve, fade; null for the first shot); transition_start_frame/end_frame: the "
+            "blended or faded frames [start, end) around start_frame, which no face track holds."
+        ),
     ),
     TableSpec(
         "face_tracks",

@@ -157,3 +157,19 @@ def photo_faces(tmp_path_factory) -> dict:
     _, t1 = faces("t1")
     assert len(yao) == 1 and len(t1) == 6
     return {"yao": yao[0], "yao_team": team[yi], "player": team[other_player], "t1": t1}
+
+
+@pytest.fixture(scope="session")
+def stage_models(tmp_path_factory):
+    """The audio and face models, loaded once from the shipped weights, as the stage assets
+    load them at setup: ``.audio`` (analyze_audio), ``.faces`` (analyze_video)."""
+    from types import SimpleNamespace
+
+    from assets.audio.pipeline import load_audio_models
+    from assets.vision import load_vision_models
+    from demo.shipped_models import shipped_settings
+    from orchestration.resources import models_from_env
+
+    env = shipped_settings(tmp_path_factory.mktemp("models"))
+    settings = models_from_env(env, resolved=True)
+    return SimpleNamespace(audio=load_audio_models(settings.audio()), faces=load_vision_models(settings.face_model_dir))

@@ -88,7 +88,10 @@ def _shot_of(gt, f):
 
 @pytest.fixture(scope="session")
 def gts(corpus_dir, corpus):
-    return {v["name"]: json.loads((corpus_dir / v["gt"]).read_text()) for v in corpus["videos"]}
+    gts = {v["name"]: json.loads((corpus_dir / v["gt"]).read_text()) for v in corpus["videos"]}
+    # hard footage (dissolves, zoom, off-screen voice, lips leading the voice) is verified
+    # by tests/test_hard_footage.py; the checks here assume hard cuts and lips on the voice
+    return {name: gt for name, gt in gts.items() if "transitions" not in gt}
 
 
 def _reference_embeddings(gts, face_models) -> dict:
@@ -294,7 +297,7 @@ def test_scenedetect_finds_cuts(corpus_dir, gts):
 def test_audio_matches_source_mix(analysis):
     """Decoded AAC track == the builder's mix, with zero lag (A/V timing of the GT holds)."""
     rep = {}
-    for spec in bc.video_specs():
+    for spec in bc.video_specs(list(analysis)):
         audio = analysis[spec.name]["audio"]
         ref = spec.audio.mix[: spec.n_frames * bc.SPF].astype(np.float64)
         peak = np.abs(ref).max()

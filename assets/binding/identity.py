@@ -3,9 +3,10 @@
 Within a video (`video_identities`), every face track gets a ``speaker_local`` (or null):
 
 1. *Sync label*: the bound track of a speaker gets that speaker. Any other track gets the
-   speaker whose turns it is most in sync with (time-weighted mean confidence over their
-   shared time, the same aggregate as the binding) if that confidence reaches the binding
-   floor ``min_confidence``; otherwise it has no sync label (a listener, a silent close-up).
+   speaker whose turns it is most in sync with (``synced_confidence``: the binding's
+   evidence-weighted aggregate, `assets.binding.assign`) if that reaches the binding floor
+   ``min_confidence``; otherwise it has no sync label (a listener, a silent close-up, a
+   face whose mouth moved while an off-screen voice spoke).
 2. *Centroids*: a speaker's anchor is its bound track's ArcFace embedding (or, if it is
    unbound, the mean of its sync-labelled tracks). Its centroid is the duration-weighted,
    re-normalised mean of the anchor tracks plus the sync-labelled tracks whose cosine to
@@ -34,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from assets.binding.assign import pair_scores
+from assets.binding.assign import mark_evidence, pair_scores
 from orchestration.tables import TABLES
 
 
@@ -56,7 +57,7 @@ def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-def video_identities(video_id: str, face_tracks: pl.DataFrame, sync_scores: pl.DataFrame, bindings: pl.DataFrame, *, min_confidence: float, outlier_cos: float, same_cos: float) -> pl.DataFrame:
+def video_identities(video_id: str, face_tracks: pl.DataFrame, sync_scores: pl.DataFrame, bindings: pl.DataFrame, *, min_confidence: float, outlier_cos: float, same_cos: float, max_offset: int | None = None, min_margin: float | None = None, min_seconds: float | None = None) -> pl.DataFrame:
     """``track_identities`` rows of one video (see module doc)."""
     spec = TABLES["track_identities"]
     if face_tracks.is_empty():
@@ -74,9 +75,10 @@ def video_identities(video_id: str, face_tracks: pl.DataFrame, sync_scores: pl.D
 
     # 1. sync labels
     label: dict[int, str] = {}
-    for r in pair_scores(sync_scores).sort("confidence", "speaker_local", descending=[True, False]).iter_rows(named=True):
+    evidence = mark_evidence(sync_scores, min_confidence=min_confidence, max_offset=max_offset, min_margin=min_margin, min_seconds=min_seconds)
+    for r in pair_scores(evidence).sort("synced_confidence", "speaker_local", descending=[True, False]).iter_rows(named=True):
         t = int(r["track_id"])
-        if t not in label and r["confidence"] >= min_confidence:
+        if t not in label and r["synced_confidence"] >= min_confidence:
             label[t] = r["speaker_local"]
     for t, s in bound_track.items():
         label[t] = s

@@ -6,17 +6,24 @@ visible face tracks ``V``:
 
 **co_present** (two or more faces in frame): the *speaker's track* is the visible track
 whose identity is ``S`` (bound, or ArcFace-propagated `track_identities`); failing that,
-the visible track most in sync with turn ``k`` if its confidence reaches
-``speaker_min_conf`` and its identity is not another speaker. Every other visible track
-``L`` that is not ``S`` and whose sync confidence over turn ``k`` is at least
-``min_gap`` below the speaker track's is *listening*; ``confidence_gap`` is that
-difference, ``speaker_track_id`` the speaker's track.
+the visible track most in sync with turn ``k`` if it shows sync evidence for it (confidence
+at least ``speaker_min_conf`` at a plausible offset, ``|offset| <= max_offset``, over at
+least ``min_seconds``, and at least ``min_margin`` above every other visible track), its
+identity is not another speaker and ``S`` is not a voice the binding found no synced face
+for (``no_synced_face``: an off-screen voice has no track on screen). Every other visible track ``L`` that is not
+``S`` and whose sync confidence over turn ``k`` is at least ``min_gap`` below the speaker
+track's is *listening*; ``confidence_gap`` is that difference, ``speaker_track_id`` the
+speaker's track.
 
-**not_co_present** (one face in frame, or several but none of them is the speaker): a
-visible track ``L`` is *listening* when ASR is valid at that time (a transcript segment
-covering the frame with ``avg_logprob >= asr_min_logprob``), ``L``'s own sync confidence
-over turn ``k`` is below ``max_sync`` and ``L`` is neither ``S``'s bound track nor
-identified as ``S``. ``speaker_track_id`` and ``confidence_gap`` are null.
+**not_co_present** (one face in frame, or several but none of them is the speaker — e.g.
+a third person speaking off screen): a visible track ``L`` is *listening* when ASR is
+valid at that time (a transcript segment covering the frame with ``avg_logprob >=
+asr_min_logprob``), ``L`` is neither ``S``'s bound track nor identified as ``S``, and
+either ``L`` is identified as another speaker (a known face cannot be this voice's) or
+``L`` shows no sync evidence for turn ``k`` (confidence below ``max_sync``, or at an
+implausible offset, or over less than ``min_seconds``: a listener's mouth moving while
+silent is not speech).
+``speaker_track_id`` and ``confidence_gap`` are null.
 
 A track whose overlap with turn ``k`` was too short to be scored (no ``sync_scores`` row)
 is not labelled. Frames with silence or overlapping voices are never labelled.
@@ -57,6 +64,9 @@ def listening_frames(
     speaker_min_conf: float,
     max_sync: float,
     asr_min_logprob: float,
+    max_offset: int | None = None,
+    min_margin: float | None = None,
+    min_seconds: float | None = None,
 ) -> list[dict]:
     """Per-frame listening labels: dicts with frame, track_id, kind, speaker_local,
     speaker_track_id, gap."""
@@ -76,8 +86,15 @@ def listening_frames(
         for j in range(max(int(a), 0), min(int(b), n_frames)):
             visible[j].append(int(t))
     conf = {(int(t), int(k)): float(c) for t, k, c in sync_scores.select("track_id", "turn_id", "confidence").rows()}
+    offset = {(int(t), int(k)): int(o) for t, k, o in sync_scores.select("track_id", "turn_id", "offset").rows()}
+    seconds = {(int(t), int(k)): float(b - a) for t, k, a, b in sync_scores.select("track_id", "turn_id", "start", "end").rows()}
     bound = {s: int(t) for s, t in bindings.select("speaker_local", "track_id").rows() if t is not None}
+    unsynced = {s for s, r in bindings.select("speaker_local", "reason").rows() if r == "no_synced_face"}
     ident = {int(t): s for t, s in track_identities.select("track_id", "speaker_local").rows()}
+
+    def plausible(t: int, k: int) -> bool:
+        """The row's best offset is one real lips show, over a window long enough to tell."""
+        return (max_offset is None or abs(offset[(t, k)]) <= max_offset) and (min_seconds is None or seconds[(t, k)] >= min_seconds - 1e-9)
 
     out = []
     for j in range(n_frames):
@@ -98,11 +115,12 @@ def listening_frames(
             own = [t for t in V if is_s(t)]
             if own:
                 sp = max(own, key=lambda t: (conf.get((t, k), -np.inf), -t))
-            else:
+            elif S not in unsynced:
                 scored = [t for t in V if (t, k) in conf and ident.get(t) in (None, S)]
                 if scored:
                     best = max(scored, key=lambda t: (conf[(t, k)], -t))
-                    if conf[(best, k)] >= speaker_min_conf:
+                    rival = max((conf[(t, k)] for t in V if t != best and (t, k) in conf), default=0.0)
+                    if conf[(best, k)] >= speaker_min_conf and plausible(best, k) and (min_margin is None or conf[(best, k)] - rival >= min_margin):
                         sp = best
         if sp is not None:
             c_sp = conf.get((sp, k))
@@ -120,7 +138,8 @@ def listening_frames(
             for t in V:
                 if is_s(t) or (t, k) not in conf:
                     continue
-                if conf[(t, k)] < max_sync:
+                someone_else = ident.get(t) not in (None, S)
+                if someone_else or conf[(t, k)] < max_sync or not plausible(t, k):
                     out.append({"frame": j, "track_id": t, "kind": "not_co_present", "speaker_local": S, "speaker_track_id": None, "gap": None})
     return out
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from orchestration.thresholds import threshold
 
-SYNC_SCALE = ("bind_min_confidence", "listen_min_gap", "listen_max_sync")
+SYNC_SCALE = ("bind_min_confidence", "bind_min_margin", "listen_min_gap", "listen_max_sync")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,10 @@ class BindingParams:
     sync_smooth_frames: int = 3
     sync_highpass_s: float = 1.0
     sync_mouth_floor: float = 0.008
+    sync_plausible_offset: int = 6
     bind_min_confidence: float = 0.4
+    bind_min_margin: float = 0.2
+    bind_min_evidence_s: float = 1.0
     bind_prior_s: float = 2.0
     identity_outlier_cos: float = 0.3
     identity_same_cos: float = 0.45

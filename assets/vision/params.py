@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from assets.vision.shots import GradualParams
 from orchestration.thresholds import setting, threshold
 
 
@@ -13,6 +14,13 @@ class VisionParams:
     shot_detector: str = "content"
     shot_threshold: float = 27.0
     shot_min_frames: int = 15
+    # dissolves and fades (0 half window: hard cuts only)
+    shot_gradual_half_window: int = 15
+    shot_gradual_min_change: float = 14.0
+    shot_gradual_max_residual: float = 0.3
+    shot_gradual_min_mixed: int = 4
+    shot_fade_level: float = 12.0
+    shot_gradual_span_weight: float = 0.05
     # face detection / tracking
     det_size: int = 320
     det_thresh: float = 0.3  # SCRFD floor: low-score boxes feed ByteTrack's second association only
@@ -40,6 +48,12 @@ class VisionParams:
             shot_detector=setting("shot_detector"),
             shot_threshold=threshold("shot_threshold"),
             shot_min_frames=int(threshold("shot_min_frames")),
+            shot_gradual_half_window=int(threshold("shot_gradual_half_window")),
+            shot_gradual_min_change=threshold("shot_gradual_min_change"),
+            shot_gradual_max_residual=threshold("shot_gradual_max_residual"),
+            shot_gradual_min_mixed=int(threshold("shot_gradual_min_mixed")),
+            shot_fade_level=threshold("shot_fade_level"),
+            shot_gradual_span_weight=threshold("shot_gradual_span_weight"),
             det_size=int(threshold("face_det_size")),
             det_thresh=threshold("face_det_thresh"),
             det_fps=threshold("face_det_fps"),
@@ -57,6 +71,19 @@ class VisionParams:
             person_above_faces=threshold("person_box_above_faces"),
             person_below_faces=threshold("person_box_below_faces"),
             ort_threads=int(threshold("vision_ort_threads")),
+        )
+
+    def gradual(self) -> GradualParams | None:
+        """Gradual-transition settings, or None when only hard cuts are detected."""
+        if self.shot_gradual_half_window <= 0:
+            return None
+        return GradualParams(
+            half_window=self.shot_gradual_half_window,
+            min_change=self.shot_gradual_min_change,
+            max_residual=self.shot_gradual_max_residual,
+            min_mixed=self.shot_gradual_min_mixed,
+            fade_level=self.shot_fade_level,
+            span_weight=self.shot_gradual_span_weight,
         )
 
     def steps(self, fps: float) -> tuple[int, int]:

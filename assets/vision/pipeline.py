@@ -1,9 +1,10 @@
-"""One pass over a video: PyAV decode -> shot cuts -> per-shot face tracks.
+"""One pass over a video: PyAV decode -> shot boundaries -> per-shot face tracks.
 
-Each frame is decoded once (PyAV, BGR). It goes to the PySceneDetect detector right away
-and into a short lag queue; the face stage reads from the queue ``lag`` frames behind, by
-which time every cut at or before its frame is known. So tracks never cross a shot
-boundary, and memory holds only the lag queue plus the tracker's interpolation buffer.
+Each frame is decoded once (PyAV, BGR). It goes to the shot detectors right away and into
+a short lag queue; the face stage reads from the queue ``lag`` frames behind, by which time
+every boundary and gradual transition at or before its frame is known. So tracks never
+cross a shot boundary and hold no frame of a dissolve or fade, and memory holds only the
+lag queue plus the tracker's interpolation buffer.
 """
 
 from __future__ import annotations
@@ -131,19 +132,28 @@ def analyze_video(
     with av.open(str(media_path)) as container:
         stream = container.streams.video[0]
         fps = stream_fps(stream)
-        cutter = ShotCutter(make_shot_detector(params.shot_detector, params.shot_threshold, params.shot_min_frames), fps, params.shot_min_frames)
+        cutter = ShotCutter(make_shot_detector(params.shot_detector, params.shot_threshold, params.shot_min_frames), fps, params.shot_min_frames, params.gradual())
         cfg = tracker_config(params, fps)
         queue: deque[tuple[int, np.ndarray]] = deque()
         tracks: list[FaceTrack] = []
         state = {"shot": -1, "tracker": None}
 
-        def consume(j: int, img: np.ndarray, next_is_cut: bool) -> None:
-            if j == 0 or cutter.is_cut(j):
-                if state["tracker"] is not None:
-                    tracks.extend(state["tracker"].finish())
-                state["shot"] += 1
-                state["tracker"] = ShotFaceTracker(models, cfg, state["shot"], j, stats.steps)
-            state["tracker"].push(j, img, last_in_shot=next_is_cut)
+        def end_tracker() -> None:
+            if state["tracker"] is not None:
+                tracks.extend(state["tracker"].finish())
+                state["tracker"] = None
+
+        def consume(j: int, img: np.ndarray, last_frame: bool) -> None:
+            if cutter.in_transition(j):  # blended / faded frames belong to no clip
+                end_tracker()
+                return
+            shot = cutter.shot_index(j)
+            if state["tracker"] is None or shot != state["shot"]:
+                end_tracker()
+                state["shot"] = shot
+                state["tracker"] = ShotFaceTracker(models, cfg, shot, j, stats.steps)
+            last_in_shot = last_frame or cutter.is_cut(j + 1) or cutter.in_transition(j + 1)
+            state["tracker"].push(j, img, last_in_shot=last_in_shot)
 
         n = 0
         frames = container.decode(stream)
@@ -164,20 +174,19 @@ def analyze_video(
             n += 1
             while len(queue) > cutter.lag:
                 j, im = queue.popleft()
-                consume(j, im, cutter.is_cut(j + 1))
+                consume(j, im, False)
         t1 = time.perf_counter()
         cutter.finish()
         stats.shots += time.perf_counter() - t1
         while queue:
             j, im = queue.popleft()
-            consume(j, im, j + 1 >= n or cutter.is_cut(j + 1))
-        if state["tracker"] is not None:
-            tracks.extend(state["tracker"].finish())
+            consume(j, im, j + 1 >= n)
+        end_tracker()
 
     stats.n_frames, stats.fps = n, fps
     bounds = shot_bounds(cutter.cuts, n)
     out = {
-        "shots": shots_frame(video_id, bounds, fps),
+        "shots": shots_frame(video_id, bounds, fps, cutter.transitions),
         "face_tracks": face_tracks_frame(video_id, tracks, fps, stats.width, stats.height, params),
     }
     stats.total = time.perf_counter() - t_start - stats.load
