@@ -39,12 +39,10 @@ from assets.audio import asr as asr_mod  # noqa: E402
 from assets.audio import diarization as diar  # noqa: E402
 from assets.audio.decode import SAMPLE_RATE, NoAudio, decode_audio  # noqa: E402
 from assets.audio.pipeline import OUTPUTS, analyze_audio, asr_params, load_audio_models, run_asr, run_vad, vad_params  # noqa: E402
-from orchestration.resources import models_from_env  # noqa: E402
 from demo import media  # noqa: E402
 from orchestration.settings import MissingSettingError  # noqa: E402
 from orchestration.tables import TABLES  # noqa: E402
 
-OPTIONAL_SETTINGS = ("SPEAKERLAKE_PYANNOTE_DIR", "SPEAKERLAKE_ALIGN_MODEL_DIR", "SPEAKERLAKE_SEGMENTATION_MODEL", "SPEAKERLAKE_ASR_LANGUAGE")
 
 
 # ---------------------------------------------------------------- helpers
@@ -149,14 +147,10 @@ def assert_conforms(result) -> None:
 
 # ---------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def audio_env(tmp_path_factory):
+def audio_env(stage_models):
     """The audio models loaded from the shipped weights (settings as `make demo` writes them), optional backends off."""
-    from demo.shipped_models import shipped_settings
-
-    env = {k: v for k, v in shipped_settings(tmp_path_factory.mktemp("models")).items() if k not in OPTIONAL_SETTINGS}
-    models = load_audio_models(models_from_env(env, resolved=True).audio())
-    print(f"\nmodel load seconds: { {k: round(v, 2) for k, v in models.load_seconds.items()} }")
-    return models
+    print(f"\nmodel load seconds: { {k: round(v, 2) for k, v in stage_models.audio.load_seconds.items()} }")
+    return stage_models.audio
 
 
 @pytest.fixture(scope="module")
