@@ -13,7 +13,7 @@ failed on, of speaking seconds bound to a face); their limits are rows of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import dagster as dg
 import polars as pl
@@ -99,5 +99,3 @@ def share_check(
 def stage_check_spec(asset: str, name: str, description: str, **kw) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(name, asset=asset, description=description, **kw)
 
-
-CheckFn = Callable[..., list[dg.AssetCheckResult]]

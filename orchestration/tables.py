@@ -357,5 +357,59 @@ _TABLES = [
     ),
 ]
 
+# Column meanings the UI's column schema shows (dagster/column_schema). Names used by many
+# tables are described once; a table's own ``docs`` win.
+COMMON_DOCS = {
+    "video_id": "content hash of the source video (first 16 hex of its sha256)",
+    "batch_id": "ingest batch (Dagster partition) that first held the video",
+    "start": "seconds from the start of the video",
+    "end": "seconds from the start of the video (exclusive)",
+    "start_frame": "first video frame (0-based)",
+    "end_frame": "frame after the last one (exclusive)",
+    "speaker_local": "diarized speaker label within one video",
+    "track_id": "face track, unique within its video",
+    "turn_id": "diarized turn, unique within its video",
+    "segment_id": "row number within its video",
+    "source_uri": "where the file came from (path, s3:// or http(s) URL)",
+    "reason": "machine-readable reason (see README: rejects)",
+    "message": "human-readable detail (exception text for stage_error)",
+}
+COLUMN_DOCS: dict[str, dict[str, str]] = {
+    "videos": {
+        "sha256": "sha256 of the source bytes", "raw_uri": "the copy in the lake's raw area", "duration_s": "container duration",
+        "fps": "average frame rate", "n_frames": "video frames", "has_audio": "has a decodable audio stream",
+    },
+    "rejects": {"stage": "ingest, audio, vision or binding", "reject_id": "hash of (stage, source, video): a rerun overwrites"},
+    "video_speakers": {
+        "speech_seconds": "seconds of the speaker's turns", "share": "share of the video's speech", "is_main": "one of the two main speakers",
+        "top2_share": "the two main speakers' joint share of speech (SpeakerVid-5M keeps dyadic videos)",
+    },
+    "speaker_turns": {"overlap": "other speakers' turns cover more than diar_overlap_min_s of it"},
+    "transcripts": {
+        "text": "Whisper's text of the span", "words": "word, start, end, score (word probability)",
+        "avg_logprob": "Whisper's mean token log-probability of the decode (filter F5)", "no_speech_prob": "Whisper's no-speech probability",
+        "compression_ratio": "gzip compression ratio of the text (repetition; filter F5)", "language_prob": "Whisper's language-ID probability (filter F6)",
+    },
+    "shots": {"transition": "how the shot begins: cut, dissolve or fade (null for the first shot)"},
+    "face_tracks": {
+        "boxes": "per-frame pixel boxes [x1, y1, x2, y2]", "mouth_open": "lip gap / face height per frame (2d106)",
+        "embedding": "mean ArcFace embedding (L2-normalised)", "person_box": "[x, y, w, h] normalised to the frame",
+        "yaw": "head yaw per frame (degrees)", "pitch": "head pitch per frame (degrees)",
+    },
+    "sync_scores": {
+        "offset": "frames; > 0: the audio leads the video (SyncNet's convention)", "confidence": "median minus minimum of the distance curve",
+        "dist": "distance at the best offset",
+    },
+    "bindings": {"track_id": "the face whose lips move with this voice (null: unbound, see reason)", "shared_seconds": "seconds of the speaker's turns the track is on screen"},
+    "listening_segments": {
+        "kind": "co_present (the speaker is on screen too) or not_co_present", "speaker_track_id": "the talking face, when on screen",
+        "confidence_gap": "speaker's sync confidence minus the listener's over the span",
+    },
+}
+
+_TABLES = [
+    TableSpec(t.name, t.schema, t.key, t.write, t.description, {**{c: d for c, d in COMMON_DOCS.items() if c in t.schema}, **COLUMN_DOCS.get(t.name, {}), **t.docs}, t.partition_by)
+    for t in _TABLES
+]
 TABLES: dict[str, TableSpec] = {t.name: t for t in _TABLES}
 

@@ -15,7 +15,7 @@ from assets.binding.speaker_ids import SpeakerIdUpdate, members_of, touched_spea
 from assets.binding.sync import load_sync_models
 from orchestration import lake as lake_io
 from orchestration.batch import SPEAKER_IDS, status_rows, videos_needing_ids
-from orchestration.checks import key_check_results, key_check_specs
+from orchestration.checks import key_check_results, key_check_specs, share_check, stage_check_spec
 from orchestration.metadata import asset_spec, materialization_metadata
 from orchestration.resources import LakeResource, ModelsResource
 from orchestration.stage_assets import per_video_stage
@@ -40,11 +40,34 @@ def setup_binding(models: ModelsResource, lake_uri: str, videos: pl.DataFrame):
     return analyze
 
 
+def bound_share_check():
+    """Share of the main speakers' speaking seconds whose voice is bound to a face (a warning:
+    off-screen hosts are real, but a batch far below the usual share means sync is off)."""
+    name = "bindings_bound_share"
+    spec = stage_check_spec("bindings", name, "share of the main speakers' speaking seconds bound to a face is at least check_min_bound_share", blocking=False)
+
+    def evaluate(run, lake_uri: str, ids: list[str]) -> list[dg.AssetCheckResult]:
+        main = lake_io.read("video_speakers", lake_uri, video_ids=ids).filter(pl.col("is_main"))
+        bound = lake_io.read("bindings", lake_uri, video_ids=ids).filter(pl.col("track_id").is_not_null()).select("video_id", "speaker_local", bound=pl.lit(True))
+        rows = main.join(bound, on=["video_id", "speaker_local"], how="left").with_columns(pl.col("bound").fill_null(False))
+        unbound = rows.filter(~pl.col("bound"))
+        offenders = [f"{v}/{s}" for v, s in unbound.select("video_id", "speaker_local").iter_rows()]
+        return [
+            share_check(
+                "bindings", name, numerator=float(rows.filter("bound")["speech_seconds"].sum()), denominator=float(rows["speech_seconds"].sum()),
+                limit_name="check_min_bound_share", at_most=False, offenders=offenders, severity=dg.AssetCheckSeverity.WARN,
+            )
+        ]
+
+    return spec, evaluate
+
+
 binding = per_video_stage(
     "binding",
     PER_VIDEO,
     setup_binding,
     deps=UPSTREAM,
+    checks=[bound_share_check()],
     kinds={"sync_scores": {"numpy"}, "bindings": {"scipy"}, "track_identities": {"insightface"}, "identity_units": {"insightface"}, "listening_segments": {"numpy"}},
 )
 
