@@ -17,7 +17,7 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 # Tests (and the CLI processes they start) get their own Dagster instance: `make test` must
 # not add runs or partitions to the user's dagster_home.
 _home = tempfile.mkdtemp(prefix="speakerlake-test-dagster-home-")
-Path(_home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+Path(_home, "dagster.yaml").write_text("telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n")
 os.environ["DAGSTER_HOME"] = _home
 
 TEST_SECRET = "test-secret-" + uuid.uuid4().hex  # must never show up in logs or metadata
