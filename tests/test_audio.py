@@ -40,7 +40,7 @@ from assets.audio.decode import SAMPLE_RATE, NoAudio, decode_audio  # noqa: E402
 from assets.audio.pipeline import OUTPUTS, analyze_audio, asr_params, preload_models, run_asr, run_vad, vad_params  # noqa: E402
 from demo import media  # noqa: E402
 from orchestration.settings import MissingSettingError  # noqa: E402
-from orchestration.tables import TABLES  # noqa: E402
+from orchestration.tables import TABLES, WORD  # noqa: E402
 
 OPTIONAL_SETTINGS = ("SPEAKERLAKE_PYANNOTE_DIR", "SPEAKERLAKE_ALIGN_MODEL_DIR", "SPEAKERLAKE_SEGMENTATION_MODEL", "SPEAKERLAKE_ASR_LANGUAGE")
 
@@ -439,3 +439,117 @@ def test_demo_corpus_turns_are_recovered(audio_env, demo_corpus_dir, name):
     scores = der(reference, hypothesis, collar=0.5, duration=gt["duration"])
     print(f"{name}: DER {scores['diarization error rate']:.3f} (split {gt['split']})")
     assert scores["diarization error rate"] <= 0.15
+
+
+# ---------------------------------------------------------------- ASR coverage (issue 14)
+class EarlyStopDecoder:
+    """Stands in for Whisper: words (every 0.4 s) for only the first ``keep_s`` seconds of
+    each window, like a decode without timestamp tokens that emits end-of-text early;
+    ``mute`` spans never get words (e.g. a cough the VAD took for speech)."""
+
+    def __init__(self, keep_s: float, mute: tuple[tuple[float, float], ...] = ()):
+        self.keep_s, self.mute, self.calls = keep_s, mute, []
+
+    def __call__(self, audio, windows):
+        self.calls.append(list(windows))
+        out = []
+        for a, b in windows:
+            words = [
+                asr_mod.Word(f"w{int(round(t * 10))}", round(t, 3), round(t + 0.3, 3), 0.9)
+                for t in np.arange(a, min(b, a + self.keep_s) - 0.3 + 1e-9, 0.4)
+                if not any(x <= t + 0.15 <= y for x, y in self.mute)
+            ]
+            segs = [asr_mod.AsrSegment(a, b, asr_mod.join_words(words), -0.2, 0.01, 1.2, words)] if words else []
+            out.append(segs)
+        return out
+
+
+def _words_in(result, a, b):
+    return [w for s in result.segments for w in s.words if a <= (w.start + w.end) / 2 < b]
+
+
+def test_an_early_stop_is_decoded_again_until_every_region_has_words():
+    regions = [(0.5 + 2.6 * i, 2.5 + 2.6 * i) for i in range(6)]  # six 2 s phrases, 0.6 s pauses
+    turns = [("SPEAKER_00", 0.4, regions[-1][1] + 0.1)]
+    fake = EarlyStopDecoder(keep_s=3.0)
+    params = asr_mod.AsrParams(language="en")
+    result = asr_mod.transcribe(None, np.zeros(16 * SAMPLE_RATE, np.float32), regions, params=params, turns=turns, decoder=fake)
+    assert fake.calls[0] == [(0.5, regions[-1][1])]  # one window first, its words stop after 3 s
+    assert len(fake.calls) >= 2 and any(a >= 3.0 for call in fake.calls[1:] for a, _ in call)  # the rest decoded again
+    for a, b in regions:
+        assert _words_in(result, a, b), (a, b)
+    assert result.coverage >= 0.95 and result.uncovered == []
+    assert result.n_windows == 1 and result.n_decodes > 1
+    # every segment knows the decode it comes from, and its piece's coverage
+    assert all(s.window_id is not None and s.coverage >= params.min_window_coverage for s in result.segments)
+
+
+def test_an_early_stop_in_running_speech_is_cut_at_a_word_boundary():
+    regions = [(0.5, 9.0)]  # no pause to cut at
+    fake = EarlyStopDecoder(keep_s=3.0)
+    result = asr_mod.transcribe(None, np.zeros(10 * SAMPLE_RATE, np.float32), regions, params=asr_mod.AsrParams(), decoder=fake)
+    assert result.coverage >= 0.95
+    assert [c[0][0] for c in fake.calls[1:]] == sorted(c[0][0] for c in fake.calls[1:])
+    assert all(w.start >= 0.5 for s in result.segments for w in s.words)
+
+
+def test_speech_that_never_gets_words_is_recorded_not_dropped():
+    regions = [(0.5, 2.5), (3.1, 5.1), (5.7, 7.7)]
+    fake = EarlyStopDecoder(keep_s=30.0, mute=((3.0, 5.2),))
+    result = asr_mod.transcribe(None, np.zeros(8 * SAMPLE_RATE, np.float32), regions, params=asr_mod.AsrParams(), decoder=fake)
+    assert result.uncovered and result.uncovered[0][0] >= 3.0 and result.uncovered[-1][1] <= 5.2
+    assert sum(b - a for a, b in result.uncovered) > 1.5
+    assert 0.55 < result.coverage < 0.8
+    table = asr_mod.asr_coverage_table("v", result)
+    assert table.schema == TABLES["asr_coverage"].polars_schema
+    assert table["uncovered"][0].to_list() == [{"start": a, "end": b} for a, b in result.uncovered]
+    assert asr_mod.failing_coverage(table, 0.9)["video_id"].to_list() == ["v"]
+
+
+def test_windows_hold_one_speaker_and_keep_their_quality_fields():
+    regions = [(0.5, 4.0), (4.3, 9.0), (9.4, 12.0)]
+    turns = [("A", 0.5, 4.0), ("B", 4.3, 6.0), ("A", 6.05, 9.0), ("B", 9.4, 12.0), ("A", 10.0, 10.4)]  # A's backchannel overlaps B
+    windows = asr_mod.asr_windows(regions, turns, params=asr_mod.AsrParams())
+    assert [(w.speaker, w.start, w.end) for w in windows] == [("A", 0.5, 4.0), ("B", 4.3, 6.0), ("A", 6.0, 9.0), ("B", 9.4, 12.0)]
+    merged = asr_mod.asr_windows(regions, turns, params=asr_mod.AsrParams(windowing="merged"))
+    assert [(w.start, w.end) for w in merged] == [(0.5, 12.0)]
+
+    fake = EarlyStopDecoder(keep_s=30.0)
+    result = asr_mod.transcribe(None, np.zeros(13 * SAMPLE_RATE, np.float32), regions, params=asr_mod.AsrParams(), turns=turns, decoder=fake)
+    rows = asr_mod.transcript_rows(result, turns, max_gap_s=1.0)
+    assert [r["window_id"] for r in rows] == sorted(r["window_id"] for r in rows)
+    by_window = {}
+    for r in rows:
+        by_window.setdefault(r["window_id"], set()).add(r["speaker_local"])
+    assert len(by_window) == 4
+    df = asr_mod.transcripts_table("v", rows)
+    assert df.schema == TABLES["transcripts"].polars_schema
+    assert df["asr_coverage"].min() >= 0.9 and df["window_id"].null_count() == 0
+
+
+def test_whisper_word_pieces_join_without_a_space():
+    words = [asr_mod.Word("rather", 0.0, 0.3, 0.9), asr_mod.Word("cold", 0.3, 0.6, 0.9), asr_mod.Word("-hearted", 0.6, 0.9, 0.9, space_before=False)]
+    assert asr_mod.join_words(words) == "rather cold-hearted"
+    seg = asr_mod.AsrSegment(0.0, 0.9, "rather cold-hearted", -0.1, 0.0, 1.0, words, window_id=0, coverage=1.0)
+    (row,) = asr_mod.transcript_rows(asr_mod.AsrResult([seg], "en", None), [("A", 0.0, 1.0)], max_gap_s=1.0)
+    assert row["text"] == "rather cold-hearted"
+
+
+def test_coverage_check_fails_a_video_with_coverage_one_half():
+    table = pl.DataFrame(
+        {"video_id": ["good", "half"], "speech_seconds": [10.0, 10.0], "covered_seconds": [9.8, 5.0], "coverage": [0.98, 0.5]}
+    )
+    from orchestration.thresholds import threshold
+
+    bad = asr_mod.failing_coverage(table, threshold("asr_min_video_coverage"))
+    assert bad.to_dicts() == [{"video_id": "half", "coverage": 0.5}]
+    assert asr_mod.failing_coverage(table.filter(pl.col("video_id") == "good"), 0.9).is_empty()
+    summary = asr_mod.coverage_summary(table)
+    assert summary["asr_coverage_min"] == 0.5 and summary["asr_coverage_mean"] == pytest.approx(0.74)
+    # the same number recomputed from the lake's transcripts + speech_segments
+    speech = pl.DataFrame({"video_id": ["half", "half"], "start": [0.0, 6.0], "end": [5.0, 11.0]})
+    words = [{"word": "x", "start": t, "end": t + 0.5, "score": 0.9} for t in np.arange(0.25, 4.5, 0.5)]
+    tr = pl.DataFrame({"video_id": ["half"], "words": [words]}, schema={"video_id": pl.String, "words": pl.List(WORD)})
+    cov = asr_mod.coverage_by_video(tr, speech, word_pad_s=0.25)
+    assert cov["coverage"].to_list() == [pytest.approx(0.5)]
+    assert asr_mod.failing_coverage(cov, 0.9)["video_id"].to_list() == ["half"]

@@ -1,12 +1,12 @@
 """The audio stage for one video: ``analyze_audio(video_id, media_path)``.
 
 Decodes the audio once (PyAV, 16 kHz mono), then runs silero VAD, diarization and
-whisperx ASR on that one array and returns the four tables ``speech_segments``,
-``speaker_turns``, ``video_speakers`` and ``transcripts`` conformed to their declared
-schemas. Every tuned number is read from ``sql/thresholds.csv`` (stage ``audio``); every
+whisperx ASR on that one array and returns the tables ``speech_segments``,
+``speaker_turns``, ``video_speakers``, ``transcripts`` and ``asr_coverage`` (share of the
+VAD speech that got words) conformed to their declared schemas. Every tuned number is read from ``sql/thresholds.csv`` (stage ``audio``); every
 model location from a setting (``orchestration.settings.model_dir``), never a download.
 
-A video without usable audio is not an error: the result holds four empty tables and
+A video without usable audio is not an error: the result holds empty tables and
 ``result.reason`` / ``result.message`` say why (``missing_file``, ``no_audio_stream``,
 ``undecodable``, ``no_audio_samples``, ``silent`` or ``no_speech``). ``result.timings``
 holds the seconds spent in each step and the audio duration (for RTF reporting).
@@ -39,9 +39,9 @@ from assets.audio import vad as vad_mod
 from assets.audio.decode import SAMPLE_RATE, NoAudio, check_silence, decode_audio
 from orchestration.settings import model_dir
 from orchestration.tables import TABLES
-from orchestration.thresholds import threshold
+from orchestration.thresholds import setting, threshold
 
-OUTPUTS = ("speech_segments", "speaker_turns", "video_speakers", "transcripts")
+OUTPUTS = ("speech_segments", "speaker_turns", "video_speakers", "transcripts", "asr_coverage")
 
 
 class AudioTables(dict):
@@ -89,6 +89,12 @@ def asr_params() -> asr_mod.AsrParams:
         beam_size=int(threshold("asr_beam_size")),
         language=os.environ.get("SPEAKERLAKE_ASR_LANGUAGE") or None,
         max_word_gap_s=threshold("asr_max_word_gap_s"),
+        windowing=setting("asr_windowing"),
+        timestamps=bool(threshold("asr_timestamps")),
+        min_window_coverage=threshold("asr_min_window_coverage"),
+        word_pad_s=threshold("asr_word_pad_s"),
+        min_piece_s=threshold("asr_min_piece_s"),
+        max_rounds=int(threshold("asr_max_rounds")),
     )
 
 
@@ -121,11 +127,14 @@ def run_diarization(audio: np.ndarray, regions: list[tuple[float, float]], param
     )
 
 
-def run_asr(audio: np.ndarray, regions: list[tuple[float, float]], asr_dir: Path, params: asr_mod.AsrParams) -> asr_mod.AsrResult:
+def run_asr(
+    audio: np.ndarray, regions: list[tuple[float, float]], asr_dir: Path, params: asr_mod.AsrParams, turns: list[tuple[str, float, float]] | None = None
+) -> asr_mod.AsrResult:
+    """ASR of the speech ``regions``; ``turns`` (speaker, start, end) bound the Whisper windows to one speaker."""
     device, compute_type = asr_mod.device_and_compute_type()
     pipeline = asr_mod.load_asr(str(asr_dir), device, compute_type, params.language)
     align_dir = os.environ.get("SPEAKERLAKE_ALIGN_MODEL_DIR")
-    result = asr_mod.transcribe(pipeline.model, audio, regions, params=params, word_timestamps=not align_dir)
+    result = asr_mod.transcribe(pipeline.model, audio, regions, params=params, word_timestamps=not align_dir, turns=turns)
     if align_dir and result.segments:
         path = model_dir("SPEAKERLAKE_ALIGN_MODEL_DIR", what="wav2vec2 alignment model")
         align_model, metadata = asr_mod.load_align(str(path), result.language or params.language or "en", device)
@@ -203,13 +212,19 @@ def analyze_audio(video_id: str, media_path: str | Path) -> AudioTables:
 
     t = time.perf_counter()
     params = asr_params()
-    result = run_asr(audio, regions, asr_dir, params)
-    timings["asr"] = time.perf_counter() - t
     named_turns = list(zip(speaker_turns["speaker_local"].to_list(), speaker_turns["start"].to_list(), speaker_turns["end"].to_list()))
+    result = run_asr(audio, regions, asr_dir, params, named_turns)
+    timings["asr"] = time.perf_counter() - t
     rows = asr_mod.transcript_rows(result, named_turns, max_gap_s=params.max_word_gap_s)
     transcripts = asr_mod.transcripts_table(video_id, rows)
 
     return AudioTables(
-        {"speech_segments": speech, "speaker_turns": speaker_turns, "video_speakers": video_speakers, "transcripts": transcripts},
+        {
+            "speech_segments": speech,
+            "speaker_turns": speaker_turns,
+            "video_speakers": video_speakers,
+            "transcripts": transcripts,
+            "asr_coverage": asr_mod.asr_coverage_table(video_id, result),
+        },
         timings=timings,
     )
