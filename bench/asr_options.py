@@ -10,6 +10,8 @@ functions and thresholds), then every option decodes the same speech with the sa
 * ``merged 10 s``: the same with windows of <= 10 s
 * ``merged 30 s + timestamps``: decoding with Whisper's timestamp tokens
 * ``turns``: one speaker's consecutive speech per window (<= 30 s)
+* ``speaker-packed``: each speaker's consecutive turns joined (0.5 s of silence between) into
+  windows of <= 30 s: one voice per window, few windows
 * ``... + re-decode``: windows under ``asr_min_window_coverage`` decoded again in pieces
 * ``per utterance``: every ground-truth turn decoded alone (the reference the issue compares to)
 * ``faster-whisper alone``: ``BatchedInferencePipeline.transcribe`` on the whole file with its
@@ -59,7 +61,7 @@ def turns_with_words(gt: dict, words: list[tuple[float, float]]) -> int:
     return sum(any(t["start"] - 0.1 < (a + b) / 2 < t["end"] + 0.1 for a, b in words) for t in gt["turns"])
 
 
-def measure(video: Path, repeats: int = 1) -> list[dict]:
+def measure(video: Path, repeats: int = 1, only: str = "") -> list[dict]:
     from faster_whisper import BatchedInferencePipeline
 
     from assets.audio import asr as asr_mod
@@ -84,16 +86,21 @@ def measure(video: Path, repeats: int = 1) -> list[dict]:
         "turns": (replace(base, windowing="turns", max_rounds=0), turns),
         "turns + re-decode": (replace(base, windowing="turns"), turns),
         "turns + timestamps + re-decode": (replace(base, windowing="turns", timestamps=True), turns),
+        "speaker-packed": (replace(base, windowing="speaker", max_rounds=0), turns),
+        "speaker-packed + re-decode": (replace(base, windowing="speaker"), turns),
+        "speaker-packed + timestamps + re-decode": (replace(base, windowing="speaker", timestamps=True), turns),
     }
     rows = []
     for name, (params, tr) in options.items():
+        if only and only not in name:
+            continue
         best = None
         for _ in range(repeats):
             t0 = time.perf_counter()
             res = asr_mod.transcribe(model, audio, regions, params=params, turns=tr)
             dt = time.perf_counter() - t0
             best = dt if best is None else min(best, dt)
-        words = [w for s in res.segments for w in s.words]
+        words = sorted((w for s in res.segments for w in s.words), key=lambda w: w.start)
         hyp = asr_mod.join_words(words)
         rows.append(
             {
@@ -108,7 +115,7 @@ def measure(video: Path, repeats: int = 1) -> list[dict]:
     params = replace(base, windowing="merged", max_rounds=0)
     t0 = time.perf_counter()
     dec = asr_mod.WhisperDecoder(model, language="en", params=params)
-    out = dec(audio, [(max(0.0, t["start"] - 0.2), min(seconds, t["end"] + 0.2)) for t in utts])
+    out = dec(audio, [((max(0.0, t["start"] - 0.2), min(seconds, t["end"] + 0.2)),) for t in utts])
     dt = time.perf_counter() - t0
     hyp = " ".join(s.text for segs in out for s in segs)
     utt_wer = edit_distance(norm_words(ref), norm_words(hyp)) / max(1, len(norm_words(ref)))
@@ -137,11 +144,12 @@ def main() -> None:
     p.add_argument("--videos", default="conv_long,conv_b,conv_a")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--out", default="")
+    p.add_argument("--only", default="", help="run only the options whose name contains this")
     a = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     rows = []
     for name in a.videos.split(","):
-        rows += measure(Path(a.corpus) / f"{name}.mp4", a.repeats)
+        rows += measure(Path(a.corpus) / f"{name}.mp4", a.repeats, a.only)
     if a.out:
         Path(a.out).write_text(json.dumps(rows, indent=1))
 

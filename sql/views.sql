@@ -10,6 +10,7 @@ CREATE OR REPLACE VIEW speech_segments AS SELECT * FROM delta_scan('{lake}/table
 CREATE OR REPLACE VIEW speaker_turns AS SELECT * FROM delta_scan('{lake}/tables/speaker_turns');
 CREATE OR REPLACE VIEW video_speakers AS SELECT * FROM delta_scan('{lake}/tables/video_speakers');
 CREATE OR REPLACE VIEW transcripts AS SELECT * FROM delta_scan('{lake}/tables/transcripts');
+CREATE OR REPLACE VIEW asr_coverage AS SELECT * FROM delta_scan('{lake}/tables/asr_coverage');
 CREATE OR REPLACE VIEW shots AS SELECT * FROM delta_scan('{lake}/tables/shots');
 CREATE OR REPLACE VIEW face_tracks AS SELECT * FROM delta_scan('{lake}/tables/face_tracks');
 CREATE OR REPLACE VIEW sync_scores AS SELECT * FROM delta_scan('{lake}/tables/sync_scores');

@@ -56,8 +56,8 @@ class AsrParams:
     beam_size: int = 5
     language: str | None = None  # force the decoding language (None: detect)
     max_word_gap_s: float = 1.0  # a word may take the nearest turn at most this far away
-    windowing: str = "turns"  # "turns": one speaker per window; "merged": regions merged up to chunk_s
-    timestamps: bool = False  # decode with Whisper's timestamp tokens
+    windowing: str = "speaker"  # one speaker per window, turns packed ("turns": one turn each, "merged": both voices)
+    timestamps: bool = True  # decode with Whisper's timestamp tokens
     min_window_coverage: float = 0.9  # below this a window is decoded again in smaller pieces
     word_pad_s: float = 0.25  # a word covers VAD speech this far beyond its DTW edges
     min_piece_s: float = 1.0  # speech pieces shorter than this are not cut further
@@ -88,14 +88,19 @@ class AsrSegment:
 
 @dataclass(frozen=True)
 class Piece:
-    """A stretch of one speaker's speech given to Whisper as one window."""
+    """One Whisper window: one speaker's speech, from one or several stretches of the file."""
 
     window_id: int
     start: float
     end: float
     speaker: object  # diarization label, or None without turns
-    regions: tuple[tuple[float, float], ...]  # VAD speech inside [start, end]
+    regions: tuple[tuple[float, float], ...]  # VAD speech inside the spans
     parent: int | None = None  # the window this piece was cut from (re-decoding)
+    spans: tuple[tuple[float, float], ...] = ()  # file stretches joined into the window; () = (start, end)
+
+    @property
+    def audio_spans(self) -> tuple[tuple[float, float], ...]:
+        return self.spans or ((self.start, self.end),)
 
     @property
     def speech_s(self) -> float:
@@ -291,17 +296,22 @@ def asr_windows(
 ) -> list[Piece]:
     """The first-pass Whisper windows.
 
-    ``turns`` windowing: consecutive speech of ONE speaker merged up to ``chunk_s`` (a speaker
-    change always starts a new window), so every window's quality fields describe one voice.
-    ``merged``: all speech regions merged greedily up to ``chunk_s`` (the former behaviour).
+    * ``turns``: one window per stretch of one speaker's consecutive speech (longer stretches
+      split into windows of at most ``chunk_s``), so every window's quality fields describe
+      one voice. In a dialogue that is one Whisper encoder pass per turn.
+    * ``speaker``: the same stretches, then each speaker's consecutive stretches packed into
+      one window (joined with ``SPLICE_GAP_S`` of silence) up to ``chunk_s``: one voice
+      per window as with ``turns``, but about as few encoder passes as ``merged``.
+    * ``merged``: all speech regions merged greedily up to ``chunk_s`` (the former behaviour;
+      windows may hold both speakers).
     """
     if params.windowing == "merged" or not turns:
         pieces = [(a, b, None) for a, b in regions]
-    elif params.windowing == "turns":
+    elif params.windowing in ("turns", "speaker"):
         pieces = speaker_pieces(regions, turns, max_gap_s=params.max_word_gap_s)
     else:
         raise ValueError(f"unknown ASR windowing {params.windowing!r}")
-    windows: list[Piece] = []
+    stretches: list[Piece] = []
     group: list[tuple[float, float, object]] = []
 
     def flush():
@@ -309,7 +319,7 @@ def asr_windows(
             return
         spk = group[0][2]
         for a, b in asr_chunks([(x, y) for x, y, _ in group], chunk_s=params.chunk_s):
-            windows.append(Piece(len(windows), a, b, spk, _clip([(x, y) for x, y, _ in group], a, b)))
+            stretches.append(Piece(len(stretches), a, b, spk, _clip([(x, y) for x, y, _ in group], a, b)))
         group.clear()
 
     for piece in pieces:
@@ -317,7 +327,31 @@ def asr_windows(
             flush()
         group.append(piece)
     flush()
-    return windows
+    if params.windowing != "speaker" or not turns:
+        return stretches
+    # pack each speaker's stretches, in time order, into windows of at most chunk_s
+    open_window: dict[object, list[Piece]] = {}
+    packed: list[list[Piece]] = []
+    for st in stretches:
+        cur = open_window.get(st.speaker)
+        if cur is not None and _packed_s(cur + [st]) <= params.chunk_s:
+            cur.append(st)
+            continue
+        cur = [st]
+        open_window[st.speaker] = cur
+        packed.append(cur)
+    packed.sort(key=lambda g: g[0].start)
+    return [
+        Piece(i, g[0].start, g[-1].end, g[0].speaker, tuple(r for st in g for r in st.regions), spans=tuple((st.start, st.end) for st in g))
+        for i, g in enumerate(packed)
+    ]
+
+
+SPLICE_GAP_S = 0.5  # silence between two stretches joined into one window
+
+
+def _packed_s(stretches: list[Piece]) -> float:
+    return sum(st.end - st.start for st in stretches) + SPLICE_GAP_S * (len(stretches) - 1)
 
 
 def covered_spans(regions, words: list[Word], *, pad_s: float) -> list[tuple[float, float]]:
@@ -378,10 +412,11 @@ def split_piece(piece: Piece, words: list[Word], *, min_piece_s: float) -> list[
     if cut is None:
         return None
     cut = round(cut, 3)
-    return [
-        Piece(-1, piece.start, cut, piece.speaker, _clip(piece.regions, piece.start, cut), piece.window_id),
-        Piece(-1, cut, piece.end, piece.speaker, _clip(piece.regions, cut, piece.end), piece.window_id),
-    ]
+    halves = []
+    for a, b in ((piece.start, cut), (cut, piece.end)):
+        spans = _clip(piece.audio_spans, a, b)
+        halves.append(Piece(-1, spans[0][0], spans[-1][1], piece.speaker, _clip(piece.regions, a, b), piece.window_id, spans if len(spans) > 1 else ()))
+    return halves
 
 
 def _within(seg: AsrSegment, a: float, b: float) -> AsrSegment | None:
@@ -396,22 +431,42 @@ def _within(seg: AsrSegment, a: float, b: float) -> AsrSegment | None:
 
 # ------------------------------------------------------------------ decoding
 class WhisperDecoder:
-    """Decodes a list of windows with faster-whisper's batched pipeline.
+    """Decodes windows with faster-whisper's batched pipeline.
 
-    Returns, per window, its segments (one per window without timestamp tokens, several
-    with them); each window is padded to Whisper's 30 s input like any batched chunk.
+    A window is a list of file spans; the spans of one window are joined with
+    ``SPLICE_GAP_S`` of silence into one Whisper input (padded to 30 s like any batched
+    chunk) and the decoded times are mapped back to the file. Returns each window's
+    segments (one per window without timestamp tokens, several with them), in file time.
     """
 
     def __init__(self, model, *, language: str, params: AsrParams, word_timestamps: bool = True):
         self.model, self.language, self.params, self.word_timestamps = model, language, params, word_timestamps
 
-    def __call__(self, audio: np.ndarray, windows: list[tuple[float, float]]) -> list[list[AsrSegment]]:
+    def __call__(self, audio: np.ndarray, windows: list[tuple[tuple[float, float], ...]]) -> list[list[AsrSegment]]:
         from faster_whisper import BatchedInferencePipeline
 
+        gap = np.zeros(int(SPLICE_GAP_S * SAMPLE_RATE), np.float32)
+        parts: list[np.ndarray] = []
+        clips: list[dict] = []
+        maps: list[list[tuple[float, float, float]]] = []  # per window: (input start, input end, file start) per span
+        pos = 0
+        for spans in windows:
+            begin, m = pos, []
+            for i, (a, b) in enumerate(spans):
+                if i:
+                    parts.append(gap)
+                    pos += len(gap)
+                x = audio[int(round(a * SAMPLE_RATE)) : int(round(b * SAMPLE_RATE))]
+                m.append((pos / SAMPLE_RATE, (pos + len(x)) / SAMPLE_RATE, a))
+                parts.append(x)
+                pos += len(x)
+            clips.append({"start": begin / SAMPLE_RATE, "end": pos / SAMPLE_RATE})
+            maps.append(m)
+        packed = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         segments, _info = BatchedInferencePipeline(self.model).transcribe(
-            audio,
+            packed,
             language=self.language,
-            clip_timestamps=[{"start": a, "end": b} for a, b in windows],
+            clip_timestamps=clips,
             vad_filter=False,
             word_timestamps=self.word_timestamps,
             without_timestamps=not self.params.timestamps,
@@ -420,27 +475,39 @@ class WhisperDecoder:
             log_progress=False,
         )
         out: list[list[AsrSegment]] = [[] for _ in windows]
-        starts = np.array([a for a, _ in windows])
+        starts = np.array([c["start"] for c in clips])
         for s in segments:
-            # a segment belongs to the window holding its middle (windows never overlap)
-            k = int(np.searchsorted(starts, (s.start + s.end) / 2, side="right")) - 1
-            words = [
-                Word(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3), float(w.probability), w.word[:1].isspace() or i == 0)
-                for i, w in enumerate(s.words or [])
-                if w.word.strip()
-            ]
-            out[max(k, 0)].append(
-                AsrSegment(
-                    start=round(float(s.start), 3),
-                    end=round(float(s.end), 3),
-                    text=s.text.strip(),
-                    avg_logprob=float(s.avg_logprob),
-                    no_speech_prob=float(s.no_speech_prob),
-                    compression_ratio=float(s.compression_ratio),
-                    words=words,
+            # a segment belongs to the window holding its middle (inputs never overlap)
+            k = max(int(np.searchsorted(starts, (s.start + s.end) / 2, side="right")) - 1, 0)
+            spans = maps[k]
+            # each word goes to the stretch holding its middle (the nearer one inside a splice
+            # gap) and its times are kept inside that stretch
+            by_span: dict[int, list[Word]] = {}
+            for i, w in enumerate(s.words or []):
+                if not w.word.strip():
+                    continue
+                j = _nearest_span(spans, (w.start + w.end) / 2)
+                by_span.setdefault(j, []).append(
+                    Word(w.word.strip(), _to_file(spans[j], w.start), _to_file(spans[j], w.end), float(w.probability), w.word[:1].isspace() or i == 0)
                 )
-            )
+            quality = dict(avg_logprob=float(s.avg_logprob), no_speech_prob=float(s.no_speech_prob), compression_ratio=float(s.compression_ratio))
+            if len(spans) == 1:
+                out[k].append(AsrSegment(_to_file(spans[0], s.start), _to_file(spans[0], s.end), s.text.strip(), words=by_span.get(0, []), **quality))
+                continue
+            # a window joined from several stretches: one segment per stretch, from the same decode
+            for j, words in sorted(by_span.items()):
+                out[k].append(AsrSegment(words[0].start, words[-1].end, join_words(words), words=words, **quality))
         return out
+
+
+def _nearest_span(spans: list[tuple[float, float, float]], t: float) -> int:
+    return min(range(len(spans)), key=lambda j: 0.0 if spans[j][0] <= t <= spans[j][1] else min(abs(t - spans[j][0]), abs(t - spans[j][1])))
+
+
+def _to_file(span: tuple[float, float, float], t: float) -> float:
+    """Whisper-input seconds -> file seconds inside one joined stretch (clamped to it)."""
+    x, y, file_start = span
+    return round(file_start + min(max(float(t) - x, 0.0), y - x), 3)
 
 
 def transcribe(
@@ -470,6 +537,9 @@ def transcribe(
     """
     if not regions:
         return AsrResult([], None, None)
+    if not word_timestamps and params.windowing == "speaker":
+        # without word times the text of a joined window cannot be split back into its turns
+        params = replace(params, windowing="turns")
     if decoder is None:
         detected, prob = detect_language(model, audio, regions)
         if model.model.is_multilingual:
@@ -490,7 +560,7 @@ def transcribe(
     for rnd in range(params.max_rounds + 1):
         if not pending:
             break
-        decoded = decoder(audio, [(p.start, p.end) for p in pending])
+        decoded = decoder(audio, [p.audio_spans for p in pending])
         n_decodes += len(pending)
         retry: list[Piece] = []
         for piece, segs in zip(pending, decoded):
