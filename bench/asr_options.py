@@ -86,9 +86,10 @@ def measure(video: Path, repeats: int = 1, only: str = "") -> list[dict]:
         "turns": (replace(base, windowing="turns", max_rounds=0), turns),
         "turns + re-decode": (replace(base, windowing="turns"), turns),
         "turns + timestamps + re-decode": (replace(base, windowing="turns", timestamps=True), turns),
-        "speaker-packed": (replace(base, windowing="speaker", max_rounds=0), turns),
-        "speaker-packed + re-decode": (replace(base, windowing="speaker"), turns),
+        "speaker-packed": (replace(base, windowing="speaker", timestamps=False, max_rounds=0), turns),
+        "speaker-packed + re-decode": (replace(base, windowing="speaker", timestamps=False, max_compression_ratio=1e9), turns),
         "speaker-packed + timestamps + re-decode": (replace(base, windowing="speaker", timestamps=True), turns),
+        "speaker-packed + re-decode with timestamps": (replace(base, windowing="speaker", timestamps=False), turns),
     }
     rows = []
     for name, (params, tr) in options.items():

@@ -630,3 +630,22 @@ def test_loading_the_audio_models_prints_no_torchcodec_traceback(audio_env):
     log = p.stdout + p.stderr
     assert "torchcodec" not in log.lower(), log[-3000:]
     assert "traceback" not in log.lower(), log[-3000:]
+
+
+def test_a_repetition_loop_without_timestamp_tokens_is_decoded_again():
+    class LoopOnce(EarlyStopDecoder):
+        def __call__(self, audio, windows):
+            out = super().__call__(audio, windows)
+            if len(self.calls) == 1:  # first pass: the text of a repetition loop
+                out = [[asr_mod.replace(s, compression_ratio=3.1) for s in segs] for segs in out]
+            return out
+
+    regions = [(0.5, 4.5)]
+    fake = LoopOnce(keep_s=30.0)
+    params = asr_mod.AsrParams(timestamps=False)
+    result = asr_mod.transcribe(None, np.zeros(5 * SAMPLE_RATE, np.float32), regions, params=params, decoder=fake)
+    assert fake.calls == [[(0.5, 4.5)], [(0.5, 4.5)]]  # the whole window again
+    assert all(s.compression_ratio < 2.4 and s.window_id == 1 for s in result.segments)
+    fake = LoopOnce(keep_s=30.0)
+    asr_mod.transcribe(None, np.zeros(5 * SAMPLE_RATE, np.float32), regions, params=asr_mod.AsrParams(timestamps=True), decoder=fake)
+    assert len(fake.calls) == 1  # a timestamped decode would loop the same way: kept, F5 drops it

@@ -1,37 +1,47 @@
-"""ASR with word times and Whisper's quality fields, speaker-attributed.
+"""ASR with word times and Whisper's quality fields, speaker-attributed, with every second of speech accounted for.
 
-Design (one decoder pass, nothing decoded twice):
+Design (measured in docs/accuracy.md, "ASR windowing and coverage"):
 
 * **Engine.** ``whisperx.load_model(<SPEAKERLAKE_ASR_MODEL_DIR>, device, compute_type,
   language, vad_method="pyannote")`` loads the CTranslate2 Whisper model (CUDA + float16
   when available, CPU + int8 otherwise). whisperx's own ``transcribe`` returns neither word
   times nor ``no_speech_prob`` / ``compression_ratio``, so the model it loaded
   (``pipeline.model``, a ``faster_whisper.WhisperModel``) is driven by faster-whisper's
-  ``BatchedInferencePipeline`` — the same batched algorithm (it was ported from whisperx:
-  VAD chunks of at most 30 s, batched encoder + beam search without timestamp tokens)
-  but it also returns, from the *same* encoder output, cross-attention DTW word times and
-  word probabilities, and per chunk ``avg_logprob``, ``no_speech_prob`` and
-  ``compression_ratio``. (The pyannote VAD that ``load_model`` attaches stays unused on
-  this path; it costs ~0.3 s once and keeps ``pipeline.transcribe`` usable.) Measured on
-  the pyannote sample with tiny.en: one pass at RTF 0.07-0.15 on 2 shared cores, WER
-  13.6 % (LibriVox 2.8 %); whisperx's own ``transcribe`` (its pyannote VAD, no word times)
-  took RTF 0.25-0.33 for WER 16.0 % (LibriVox 2.8 %) in the same conditions.
-  Greedy decoding (``asr_beam_size`` 1) is ~20 % faster but raised WER on the phone call
-  from 13.6 % to 17.3 %, so beam 5 (whisperx's default) stays.
-* **Chunks** come from our silero speech regions (the ``speech_segments`` table), merged
-  greedily into windows of at most ``chunk_s`` seconds, so ASR never sees audio the VAD
-  called silence and no second VAD runs.
+  ``BatchedInferencePipeline`` (the batched algorithm ported from whisperx), which also
+  returns cross-attention DTW word times and, per window, ``avg_logprob``,
+  ``no_speech_prob`` and ``compression_ratio``. pyannote (whisperx's VAD) is imported
+  without its torchcodec probe warning (``assets.audio.pyannote_import``).
+* **Windows of one voice** (``asr_windowing = speaker``). Our silero speech regions are cut
+  at the diarized speaker changes; each speaker's consecutive turns are packed, in time
+  order, into one Whisper input of at most ``chunk_s`` (0.5 s of silence between turns),
+  and decoded times are mapped back to the file. So the quality fields filter F5 and the SFT
+  cut read per clip come from a decode of that speaker's speech, at about as few encoder
+  passes as merging all speech. Decoding uses timestamp tokens (``asr_timestamps``): without
+  them a one-voice window of the phone call fell into a repetition loop.
+* **Coverage.** Whisper may end a window early (decoding without timestamp tokens especially),
+  silently dropping the rest. After decoding, each window's coverage (share of its VAD speech
+  within ``word_pad_s`` of one of its words) is measured; a window below
+  ``min_window_coverage`` is cut at its longest pause (between turns first) or, in running
+  speech, after its last word, and the uncovered half decoded again, for at most
+  ``max_rounds`` rounds. Speech still without words is reported (``AsrResult.windows``,
+  the ``asr_coverage`` table), never dropped silently.
 * **Language** (filter F6): a multilingual model detects it once per video on the first
   30 s of *speech* (``language_prob`` = Whisper's probability); ``SPEAKERLAKE_ASR_LANGUAGE``
   forces the decoding language but the detected one is still stored. An English-only
   model (``*.en``) cannot detect: ``language='en'`` and ``language_prob`` is null.
 * **Alignment (optional).** With ``SPEAKERLAKE_ALIGN_MODEL_DIR`` (a local wav2vec2 CTC
   directory) word times come from ``whisperx.align`` instead of DTW; NLTK ``punkt_tab``
-  is generated locally when missing (whisperx would otherwise try to download it).
+  is generated locally when missing (whisperx would otherwise try to download it). Without
+  DTW word times a packed window cannot be split back into turns, so that path uses one
+  window per turn and cannot re-decode.
 * **Speakers.** Each word gets the speaker whose turns overlap it most (nearest turn
   within ``max_word_gap_s`` when none overlaps). A transcript row is a maximal run of
-  consecutive words of one speaker inside one ASR chunk, i.e. chunks are **split at
-  speaker changes**; the split rows keep their chunk's quality fields.
+  consecutive words of one speaker inside one decoded segment; its text is Whisper's own
+  (word pieces such as "cold" "-hearted" stay joined), ``window_id`` names the decode its
+  quality fields come from and ``asr_coverage`` is that window's coverage.
+* **Coverage as data.** ``asr_coverage_table`` (per video), ``coverage_by_video`` (the same
+  from the lake's ``transcripts`` + ``speech_segments``), ``failing_coverage`` (the asset
+  check: videos under ``asr_min_video_coverage``) and ``coverage_summary`` (batch metadata).
 """
 
 from __future__ import annotations
@@ -57,11 +67,12 @@ class AsrParams:
     language: str | None = None  # force the decoding language (None: detect)
     max_word_gap_s: float = 1.0  # a word may take the nearest turn at most this far away
     windowing: str = "speaker"  # one speaker per window, turns packed ("turns": one turn each, "merged": both voices)
-    timestamps: bool = True  # decode with Whisper's timestamp tokens
+    timestamps: bool = True  # first pass with timestamp tokens (re-decodes always use them)
     min_window_coverage: float = 0.9  # below this a window is decoded again in smaller pieces
     word_pad_s: float = 0.25  # a word covers VAD speech this far beyond its DTW edges
     min_piece_s: float = 1.0  # speech pieces shorter than this are not cut further
     max_rounds: int = 4  # re-decoding rounds at most
+    max_compression_ratio: float = 2.4  # above it a window's text is a repetition loop: decoded again
 
 
 @dataclass(frozen=True)
@@ -549,8 +560,12 @@ def transcribe(
             language = "en"
             stored, prob = "en", None
         decoder = WhisperDecoder(model, language=language, params=params, word_timestamps=word_timestamps)
+        # re-decodes always use timestamp tokens: Whisper's own remedy for a window that
+        # stopped early or ran into a repetition loop
+        redecoder = WhisperDecoder(model, language=language, params=replace(params, timestamps=True), word_timestamps=word_timestamps)
     else:
         stored, prob = params.language, None
+        redecoder = decoder
 
     pending = asr_windows(regions, turns, params=params)
     n_windows = next_id = len(pending)
@@ -560,7 +575,7 @@ def transcribe(
     for rnd in range(params.max_rounds + 1):
         if not pending:
             break
-        decoded = decoder(audio, [p.audio_spans for p in pending])
+        decoded = (decoder if rnd == 0 else redecoder)(audio, [p.audio_spans for p in pending])
         n_decodes += len(pending)
         retry: list[Piece] = []
         for piece, segs in zip(pending, decoded):
@@ -571,6 +586,14 @@ def transcribe(
             covered = _seconds(covered_spans(piece.regions, words, pad_s=params.word_pad_s))
             coverage = covered / piece.speech_s if piece.speech_s > 0 else 1.0
             halves = None
+            looped = any(s.compression_ratio is not None and s.compression_ratio > params.max_compression_ratio for s in segs)
+            if word_timestamps and looped and rnd == 0 and params.max_rounds > 0 and not params.timestamps:
+                # a repetition loop (Whisper's compression-ratio test) in a first pass without
+                # timestamp tokens: none of its words can be trusted, so the whole window is
+                # decoded again with them (a timestamped window would only loop again)
+                retry.append(replace(piece, window_id=next_id, parent=piece.window_id))
+                next_id += 1
+                continue
             if word_timestamps and coverage < params.min_window_coverage and rnd < params.max_rounds:
                 halves = split_piece(piece, words, min_piece_s=params.min_piece_s)
             if halves is None:

@@ -95,6 +95,7 @@ def asr_params() -> asr_mod.AsrParams:
         word_pad_s=threshold("asr_word_pad_s"),
         min_piece_s=threshold("asr_min_piece_s"),
         max_rounds=int(threshold("asr_max_rounds")),
+        max_compression_ratio=threshold("asr_max_compression_ratio"),
     )
 
 
