@@ -538,8 +538,10 @@ def transcribe(
        lies within ``word_pad_s`` of one of its words. Whisper decoding without timestamp
        tokens may emit end-of-text long before the window ends; nothing else reports it.
     3. A window under ``min_window_coverage`` is cut in two (``split_piece``); a half its
-       own words already cover keeps them, the other is decoded again, for at most
-       ``max_rounds`` rounds. What still has no words is reported in ``result.windows``
+       own words already cover keeps them, the other is decoded again (with timestamp
+       tokens), for at most ``max_rounds`` rounds. A first pass without timestamp tokens
+       whose text is a repetition loop (compression ratio above ``max_compression_ratio``)
+       is decoded again whole. What still has no words is reported in ``result.windows``
        (``uncovered``), never dropped silently.
 
     ``decoder(audio, windows) -> per-window segments`` replaces Whisper (tests); without
