@@ -29,6 +29,9 @@ hard_b       holdout   33.36 s  hard footage: Diane (t1:3) and Sheila (gdp:1) fr
                                 call on screen, the LibriVox reader never on screen (2 turns);
                                 fade 26, cut, dissolve 24, cut, dissolve 18 frames; slow zoom
                                 to 1.25x on a single; lips lead the voice by 3 / 2 frames
+conv_long    tune      ~62 s    the conv_b voices (LibriVox reader, JFK) in 11 alternating clean
+                                turns, longer than two 30 s Whisper windows (ASR coverage);
+                                faces t1:1 / t1:2; 7 shots (3 two-shots, 4 singles)
 ===========  ========  =======  ==============================================================
 
 Conversation A (real two-speaker recording) and the monologue are for tuning thresholds;
@@ -151,6 +154,7 @@ FACES = {
     "astronaut": FaceRef("astronaut", "astronaut", (225, 120)),
     # hard conversations: faces not used by the clean videos
     "t1:2": FaceRef("t1:2", "t1", (518, 340)),  # front-middle face in t1.jpg
+    "t1:1": FaceRef("t1:1", "t1", (796, 411)),  # t1.jpg, front row, right of centre (conv_long)
     "t1:3": FaceRef("t1:3", "t1", (958, 132)),  # back-row face in t1.jpg
     "gdp:2": FaceRef("gdp:2", "gdp", (297, 105)),  # middle player in gdp.jpg
     "gdp:1": FaceRef("gdp:1", "gdp", (161, 78)),  # left player in gdp.jpg
@@ -448,6 +452,71 @@ def _mono() -> VideoSpec:
     return VideoSpec("mono", "tune", 303, people, audio, shots)
 
 
+# conv_long: (person, source) per turn. Unique shipped speech with known text is 36 s (LibriVox
+# 24.7 s + JFK 11 s), so to pass one Whisper window twice over (> 60 s) turns 8, 10 and 11
+# repeat earlier material: JFK's whole sentence, its first phrase, utterance 0870.
+CONV_LONG_ORDER = [
+    ("A", "0870"), ("B", 0), ("A", "0880"), ("B", 1), ("A", "0890"), ("B", 2),
+    ("A", "0920"), ("B", "full"), ("A", "0930"), ("B", 0), ("A", "0870"),
+]  # fmt: skip
+CONV_LONG_GAPS = [0.30, 0.45, 0.25, 0.40, 0.30, 0.50, 0.35, 0.30, 0.45, 0.40]
+
+
+def _conv_long() -> VideoSpec:
+    """Eleven alternating turns of the conv_b voices over 62 s: longer than two Whisper windows."""
+    lv = {Path(d["wav"]).stem: d for d in media.librivox()}
+    jfk = _normalise(_read_wav(media.jfk()["wav"]))
+    full = (0.0, 10.60, JFK_PHRASES[0][2], JFK_PHRASES[-1][3], " ".join(p[4] for p in JFK_PHRASES))
+    lead_in, tail = 0.60, 0.66
+    pieces = []  # (person, audio, speech_start, speech_end, text, words)
+    for who, ref in CONV_LONG_ORDER:
+        if who == "A":
+            d = lv[ref]
+            words = _librivox_words(d["json"])
+            pieces.append(("A", _normalise(_read_wav(d["wav"])), words[0]["start"], words[-1]["end"], d["txt"].read_text().strip(), words))
+        else:
+            ps, pe, ss, se, text = full if ref == "full" else JFK_PHRASES[ref]
+            pieces.append(("B", _fade(jfk[int(ps * SR) : int(pe * SR)], 30.0), ss - ps, se - ps, text, None))
+    total = lead_in + sum(len(p[1]) / SR for p in pieces) + sum(CONV_LONG_GAPS) + tail
+    n = int(math.ceil(total * FPS)) * SPF
+    tracks = {"A": np.zeros(n, np.float32), "B": np.zeros(n, np.float32)}
+    turns = []
+    t = lead_in
+    for i, (who, a, ss, se, text, words) in enumerate(pieces):
+        s0 = int(round(t * SR))
+        tracks[who][s0 : s0 + len(a)] += a
+        t0 = s0 / SR
+        turn = {"person": who, "start": round(t0 + ss, 3), "end": round(t0 + se, 3), "text": text}
+        if words:
+            turn["words"] = [{"word": w["word"], "start": round(t0 + w["start"], 3), "end": round(t0 + w["end"], 3)} for w in words]
+        turns.append(turn)
+        t = t0 + len(a) / SR + (CONV_LONG_GAPS[i] if i < len(CONV_LONG_GAPS) else 0.0)
+    people = [
+        Person("A", "LibriVox reader", "t1:1", "librivox:sense_and_sensibility_01"),
+        Person("B", "JFK", "t1:2", "jfk"),
+    ]
+
+    def at(turn_idx: int, edge: str, delta: float) -> float:
+        return round((turns[turn_idx][edge] + delta) * FPS) / FPS
+
+    shots = [
+        ShotSpec(0.0, "two_shot", ("A", "B"), "rocket"),
+        ShotSpec(at(1, "start", 0.5), "single", ("B",), "hubble"),
+        ShotSpec(at(3, "start", 1.0), "single", ("A",), "cool"),  # reaction shot: the speaker is off screen
+        ShotSpec(at(4, "start", 0.5), "two_shot", ("A", "B"), "rocket"),
+        ShotSpec(at(7, "start", 0.5), "single", ("B",), "hubble"),
+        ShotSpec(at(8, "start", -0.2), "single", ("A",), "cool"),
+        ShotSpec(at(9, "start", 0.0), "two_shot", ("A", "B"), "rocket"),
+    ]
+    audio = AudioPlan(
+        tracks["A"] + tracks["B"],
+        tracks,
+        turns,
+        {"librivox": "utterances 0870 (twice), 0880, 0890, 0920, 0930", "jfk": "jfk.wav phrases 0, 1, 2, 0 and 0.00-10.60 s whole"},
+    )
+    return VideoSpec("conv_long", "tune", 404, people, audio, shots)
+
+
 # ----------------------------------------------------------------------- hard conversations
 @dataclass(frozen=True)
 class LipStyle:
@@ -596,7 +665,7 @@ def _hard_b() -> VideoSpec:
     return VideoSpec("hard_b", "holdout", 505, people, audio, shots, LipStyle({"A": 3, "B": 2}))
 
 
-SPEC_BUILDERS = {"conv_a": _conv_a, "conv_b": _conv_b, "mono": _mono, "hard_a": _hard_a, "hard_b": _hard_b}
+SPEC_BUILDERS = {"conv_a": _conv_a, "conv_b": _conv_b, "mono": _mono, "conv_long": _conv_long, "hard_a": _hard_a, "hard_b": _hard_b}
 
 
 def video_specs(names=None) -> list[VideoSpec]:

@@ -55,8 +55,11 @@ def per_video_stage(
     deps: Sequence[str] = ("videos",),
     kinds: Mapping[str, set[str]] | None = None,
     checks: Sequence[tuple[dg.AssetCheckSpec, StageChecks]] = (),
+    summary: Callable[[StageRun], Mapping[str, Mapping]] | None = None,
 ) -> dg.AssetsDefinition:
-    """``kinds`` maps a table to the tools that make it (the UI's kind tags; every table is delta)."""
+    """``kinds`` maps a table to the tools that make it (the UI's kind tags; every table is
+    delta); ``checks`` are the stage's soundness checks; ``summary(run)`` adds metadata per
+    table (e.g. the batch's ASR coverage on ``transcripts``)."""
     kinds = kinds or {}
     checks = [failed_share_check(tables[0], name), *checks]
 
@@ -79,8 +82,9 @@ def per_video_stage(
         run = run_per_video(context.log, batch_id, name, videos, one, tuple(tables), fingerprint=models.fingerprint(), lake_uri=uri)
         ids = videos["video_id"].to_list()
         stage_meta = {"videos": run.videos, "failed_videos": len(run.failed), "stage_seconds": run.seconds, **{f"reason_{k}": v for k, v in run.reasons.items()}}
+        extra = summary(run) if summary else {}
         for t in tables:
-            yield dg.MaterializeResult(asset_key=t, metadata={**materialization_metadata(t, run.frames[t], lake.count(t)), **stage_meta})
+            yield dg.MaterializeResult(asset_key=t, metadata={**materialization_metadata(t, run.frames[t], lake.count(t)), **stage_meta, **extra.get(t, {})})
         for t in tables:
             yield from key_check_results(t, lake.read(t, video_ids=ids))
         for _, evaluate in checks:

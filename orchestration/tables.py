@@ -201,10 +201,34 @@ _TABLES = [
             "no_speech_prob": pl.Float64,
             "compression_ratio": pl.Float64,
             "words": pl.List(WORD),
+            "window_id": pl.Int32,
+            "asr_coverage": pl.Float64,
         },
         key=("video_id", "segment_id"),
         write="replace_videos",
-        description="whisperx ASR segments with word times and the Whisper quality fields used by filters F5/F6.",
+        description=(
+            "whisperx ASR segments with word times and the Whisper quality fields used by filters F5/F6; "
+            "window_id = the one-speaker Whisper window the words and quality fields come from, "
+            "asr_coverage = share of that window's VAD speech its words cover."
+        ),
+    ),
+    TableSpec(
+        "asr_coverage",
+        {
+            "video_id": pl.String,
+            "speech_seconds": pl.Float64,
+            "covered_seconds": pl.Float64,
+            "coverage": pl.Float64,
+            "n_windows": pl.Int32,
+            "n_decodes": pl.Int32,
+            "uncovered": pl.List(pl.Struct({"start": pl.Float64, "end": pl.Float64})),
+        },
+        key=("video_id",),
+        write="replace_videos",
+        description=(
+            "Per video: seconds of VAD speech, the seconds within reach of an ASR word, their ratio, first-pass Whisper "
+            "windows, windows decoded in all (re-decodes of poorly covered windows included) and the speech spans left without words."
+        ),
     ),
     # ---- vision (assets/vision) ----
     TableSpec(

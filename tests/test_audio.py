@@ -41,7 +41,7 @@ from assets.audio.decode import SAMPLE_RATE, NoAudio, decode_audio  # noqa: E402
 from assets.audio.pipeline import OUTPUTS, analyze_audio, asr_params, load_audio_models, run_asr, run_vad, vad_params  # noqa: E402
 from demo import media  # noqa: E402
 from orchestration.settings import MissingSettingError  # noqa: E402
-from orchestration.tables import TABLES  # noqa: E402
+from orchestration.tables import TABLES, WORD  # noqa: E402
 
 
 
@@ -429,3 +429,213 @@ def test_demo_corpus_turns_are_recovered(audio_env, demo_corpus_dir, name):
     scores = der(reference, hypothesis, collar=0.5, duration=gt["duration"])
     print(f"{name}: DER {scores['diarization error rate']:.3f} (split {gt['split']})")
     assert scores["diarization error rate"] <= 0.15
+
+
+# ---------------------------------------------------------------- ASR coverage (issue 14)
+class EarlyStopDecoder:
+    """Stands in for Whisper: words (every 0.4 s) for only the first ``keep_s`` seconds of
+    each window, like a decode without timestamp tokens that emits end-of-text early;
+    ``mute`` spans never get words (e.g. a cough the VAD took for speech)."""
+
+    def __init__(self, keep_s: float, mute: tuple[tuple[float, float], ...] = ()):
+        self.keep_s, self.mute, self.calls = keep_s, mute, []
+
+    def __call__(self, audio, windows):
+        self.calls.append([(spans[0][0], spans[-1][1]) for spans in windows])
+        out = []
+        for spans in windows:
+            words, left = [], self.keep_s  # the window's first keep_s seconds, over its spans
+            for a, b in spans:
+                stop, left = min(b, a + left), left - (b - a)
+                words += [
+                    asr_mod.Word(f"w{int(round(t * 10))}", round(t, 3), round(t + 0.3, 3), 0.9)
+                    for t in np.arange(a, stop - 0.3 + 1e-9, 0.4)
+                    if not any(x <= t + 0.15 <= y for x, y in self.mute)
+                ]
+                if left <= 0:
+                    break
+            a, b = spans[0][0], spans[-1][1]
+            out.append([asr_mod.AsrSegment(a, b, asr_mod.join_words(words), -0.2, 0.01, 1.2, words)] if words else [])
+        return out
+
+
+def _words_in(result, a, b):
+    return [w for s in result.segments for w in s.words if a <= (w.start + w.end) / 2 < b]
+
+
+def test_an_early_stop_is_decoded_again_until_every_region_has_words():
+    regions = [(0.5 + 2.6 * i, 2.5 + 2.6 * i) for i in range(6)]  # six 2 s phrases, 0.6 s pauses
+    turns = [("SPEAKER_00", 0.4, regions[-1][1] + 0.1)]
+    fake = EarlyStopDecoder(keep_s=3.0)
+    params = asr_mod.AsrParams(language="en")
+    result = asr_mod.transcribe(None, np.zeros(16 * SAMPLE_RATE, np.float32), regions, params=params, turns=turns, decoder=fake)
+    assert fake.calls[0] == [(0.5, regions[-1][1])]  # one window first, its words stop after 3 s
+    assert len(fake.calls) >= 2 and any(a >= 3.0 for call in fake.calls[1:] for a, _ in call)  # the rest decoded again
+    for a, b in regions:
+        assert _words_in(result, a, b), (a, b)
+    assert result.coverage >= 0.95 and result.uncovered == []
+    assert result.n_windows == 1 and result.n_decodes > 1
+    # every segment knows the decode it comes from, and its piece's coverage
+    assert all(s.window_id is not None and s.coverage >= params.min_window_coverage for s in result.segments)
+
+
+def test_an_early_stop_in_running_speech_is_cut_at_a_word_boundary():
+    regions = [(0.5, 9.0)]  # no pause to cut at
+    fake = EarlyStopDecoder(keep_s=3.0)
+    result = asr_mod.transcribe(None, np.zeros(10 * SAMPLE_RATE, np.float32), regions, params=asr_mod.AsrParams(), decoder=fake)
+    assert result.coverage >= 0.95
+    assert [c[0][0] for c in fake.calls[1:]] == sorted(c[0][0] for c in fake.calls[1:])
+    assert all(w.start >= 0.5 for s in result.segments for w in s.words)
+
+
+def test_speech_that_never_gets_words_is_recorded_not_dropped():
+    regions = [(0.5, 2.5), (3.1, 5.1), (5.7, 7.7)]
+    fake = EarlyStopDecoder(keep_s=30.0, mute=((3.0, 5.2),))
+    result = asr_mod.transcribe(None, np.zeros(8 * SAMPLE_RATE, np.float32), regions, params=asr_mod.AsrParams(), decoder=fake)
+    assert result.uncovered and result.uncovered[0][0] >= 3.0 and result.uncovered[-1][1] <= 5.2
+    assert sum(b - a for a, b in result.uncovered) > 1.5
+    assert 0.55 < result.coverage < 0.8
+    table = asr_mod.asr_coverage_table("v", result)
+    assert table.schema == TABLES["asr_coverage"].polars_schema
+    assert table["uncovered"][0].to_list() == [{"start": a, "end": b} for a, b in result.uncovered]
+    assert asr_mod.failing_coverage(table, 0.9)["video_id"].to_list() == ["v"]
+
+
+def test_windows_hold_one_speaker_and_keep_their_quality_fields():
+    regions = [(0.5, 4.0), (4.3, 9.0), (9.4, 12.0)]
+    turns = [("A", 0.5, 4.0), ("B", 4.3, 6.0), ("A", 6.05, 9.0), ("B", 9.4, 12.0), ("A", 10.0, 10.4)]  # A's backchannel overlaps B
+    windows = asr_mod.asr_windows(regions, turns, params=asr_mod.AsrParams(windowing="turns"))
+    assert [(w.speaker, w.start, w.end) for w in windows] == [("A", 0.5, 4.0), ("B", 4.3, 6.0), ("A", 6.0, 9.0), ("B", 9.4, 12.0)]
+    merged = asr_mod.asr_windows(regions, turns, params=asr_mod.AsrParams(windowing="merged"))
+    assert [(w.start, w.end) for w in merged] == [(0.5, 12.0)]
+    packed = asr_mod.asr_windows(regions, turns, params=asr_mod.AsrParams(windowing="speaker"))
+    assert [(w.speaker, w.audio_spans) for w in packed] == [("A", ((0.5, 4.0), (6.0, 9.0))), ("B", ((4.3, 6.0), (9.4, 12.0)))]
+    short = asr_mod.asr_windows(regions, turns, params=asr_mod.AsrParams(windowing="speaker", chunk_s=5.0))
+    assert [w.audio_spans for w in short] == [((0.5, 4.0),), ((4.3, 6.0), (9.4, 12.0)), ((6.0, 9.0),)]  # 3.5 + 0.5 + 3.0 > 5 s
+
+    fake = EarlyStopDecoder(keep_s=30.0)
+    result = asr_mod.transcribe(None, np.zeros(13 * SAMPLE_RATE, np.float32), regions, params=asr_mod.AsrParams(), turns=turns, decoder=fake)
+    assert fake.calls == [[(0.5, 9.0), (4.3, 12.0)]]  # one decode per speaker
+    rows = asr_mod.transcript_rows(result, turns, max_gap_s=1.0)
+    by_window = {}
+    for r in rows:
+        by_window.setdefault(r["window_id"], set()).add(r["speaker_local"])
+    assert by_window == {0: {"A"}, 1: {"B"}}
+    df = asr_mod.transcripts_table("v", rows)
+    assert df.schema == TABLES["transcripts"].polars_schema
+    assert df["asr_coverage"].min() >= 0.9 and df["window_id"].null_count() == 0
+
+
+def test_whisper_word_pieces_join_without_a_space():
+    words = [asr_mod.Word("rather", 0.0, 0.3, 0.9), asr_mod.Word("cold", 0.3, 0.6, 0.9), asr_mod.Word("-hearted", 0.6, 0.9, 0.9, space_before=False)]
+    assert asr_mod.join_words(words) == "rather cold-hearted"
+    seg = asr_mod.AsrSegment(0.0, 0.9, "rather cold-hearted", -0.1, 0.0, 1.0, words, window_id=0, coverage=1.0)
+    (row,) = asr_mod.transcript_rows(asr_mod.AsrResult([seg], "en", None), [("A", 0.0, 1.0)], max_gap_s=1.0)
+    assert row["text"] == "rather cold-hearted"
+
+
+def test_coverage_check_fails_a_video_with_coverage_one_half():
+    table = pl.DataFrame(
+        {"video_id": ["good", "half"], "speech_seconds": [10.0, 10.0], "covered_seconds": [9.8, 5.0], "coverage": [0.98, 0.5]}
+    )
+    from orchestration.thresholds import threshold
+
+    bad = asr_mod.failing_coverage(table, threshold("asr_min_video_coverage"))
+    assert bad.to_dicts() == [{"video_id": "half", "coverage": 0.5}]
+    assert asr_mod.failing_coverage(table.filter(pl.col("video_id") == "good"), 0.9).is_empty()
+    summary = asr_mod.coverage_summary(table)
+    assert summary["asr_coverage_min"] == 0.5 and summary["asr_coverage_mean"] == pytest.approx(0.74)
+    # the same number recomputed from the lake's transcripts + speech_segments
+    speech = pl.DataFrame({"video_id": ["half", "half"], "start": [0.0, 6.0], "end": [5.0, 11.0]})
+    words = [{"word": "x", "start": t, "end": t + 0.5, "score": 0.9} for t in np.arange(0.25, 4.5, 0.5)]
+    tr = pl.DataFrame({"video_id": ["half"], "words": [words]}, schema={"video_id": pl.String, "words": pl.List(WORD)})
+    cov = asr_mod.coverage_by_video(tr, speech, word_pad_s=0.25)
+    assert cov["coverage"].to_list() == [pytest.approx(0.5)]
+    assert asr_mod.failing_coverage(cov, 0.9)["video_id"].to_list() == ["half"]
+
+
+def test_spliced_window_times_map_back_to_the_file():
+    spans = [(0.0, 3.0, 10.0), (3.5, 6.0, 20.0)]  # input 0-3 s = file 10-13 s; 0.5 s splice; input 3.5-6 s = file 20-22.5 s
+    assert asr_mod._to_file(spans[1], 4.0) == 20.5
+    assert asr_mod._nearest_span(spans, 3.1) == 0 and asr_mod._nearest_span(spans, 3.4) == 1  # inside the splice: nearer stretch
+    assert asr_mod._to_file(spans[0], 3.2) == 13.0  # clamped into its stretch
+
+
+@pytest.fixture(scope="module")
+def conv_long(audio_env, demo_corpus_dir):
+    gt = json.loads((demo_corpus_dir / "conv_long.json").read_text())
+    return gt, analyze_audio("conv_long", demo_corpus_dir / "conv_long.mp4"), demo_corpus_dir / "conv_long.mp4"
+
+
+def test_long_conversation_every_turn_gets_words(conv_long):
+    """62 s, 11 alternating turns: longer than two Whisper windows (issue 14)."""
+    gt, result, _ = conv_long
+    assert gt["duration"] >= 60 and len(gt["turns"]) >= 8
+    words = [w for ws in result["transcripts"]["words"].to_list() for w in ws]
+    for t in gt["turns"]:
+        inside = [w for w in words if t["start"] - 0.1 <= (w["start"] + w["end"]) / 2 <= t["end"] + 0.1]
+        assert inside, f"no words in the turn {t['start']}-{t['end']} ({t['text']!r})"
+    cov = result["asr_coverage"]
+    print(f"\nconv_long ASR coverage {cov['coverage'][0]:.3f}, {cov['n_windows'][0]} windows, {cov['n_decodes'][0]} decodes, uncovered {cov['uncovered'][0].to_list()}")
+    assert cov["coverage"][0] >= 0.95
+    tr = result["transcripts"]
+    assert tr["asr_coverage"].is_not_null().all() and tr["window_id"].is_not_null().all()
+    # quality fields come from one voice: every window's rows belong to one diarized speaker
+    assert tr.group_by("window_id").agg(pl.col("speaker_local").n_unique())["speaker_local"].max() == 1
+
+
+def test_long_conversation_wer_matches_decoding_each_utterance_alone(conv_long):
+    gt, result, mp4 = conv_long
+    utts = [t for t in sorted(gt["turns"], key=lambda t: t["start"]) if t["text"]]
+    ref = " ".join(t["text"] for t in utts)
+    tr = result["transcripts"].sort("start")
+    hyp = asr_mod.join_words([asr_mod.Word(w["word"], w["start"], w["end"], w["score"]) for ws in tr["words"].to_list() for w in ws])
+    audio = decode_audio(mp4)
+    params = asr_params()
+    model = asr_mod.load_asr(os.environ["SPEAKERLAKE_ASR_MODEL_DIR"], *asr_mod.device_and_compute_type(), params.language).model
+    decoder = asr_mod.WhisperDecoder(model, language="en", params=params)
+    alone = decoder(audio, [((max(0.0, t["start"] - 0.2), t["end"] + 0.2),) for t in utts])
+    hyp_alone = " ".join(s.text for segs in alone for s in segs)
+    w_stage, w_alone = wer(ref, hyp), wer(ref, hyp_alone)
+    print(f"\nconv_long WER: stage {w_stage:.3f}, each utterance alone {w_alone:.3f}")
+    assert w_stage <= w_alone + 0.03
+
+
+def test_loading_the_audio_models_prints_no_torchcodec_traceback(audio_env):
+    """pyannote's torchcodec probe (imported by whisperx and the diarizer) must not fill the log."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os\n"
+        "from assets.audio import asr, diarization as d\n"
+        "asr.load_asr(os.environ['SPEAKERLAKE_ASR_MODEL_DIR'], 'cpu', 'int8', None)\n"
+        "d.load_segmentation(str(d.segmentation_default_path()))\n"
+        "import pyannote.audio.core.io as io\n"
+        "print('decoder available:', io.TORCHCODEC_AVAILABLE)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PYTHONWARNINGS": "default"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    log = p.stdout + p.stderr
+    assert "torchcodec" not in log.lower(), log[-3000:]
+    assert "traceback" not in log.lower(), log[-3000:]
+
+
+def test_a_repetition_loop_without_timestamp_tokens_is_decoded_again():
+    class LoopOnce(EarlyStopDecoder):
+        def __call__(self, audio, windows):
+            out = super().__call__(audio, windows)
+            if len(self.calls) == 1:  # first pass: the text of a repetition loop
+                out = [[asr_mod.replace(s, compression_ratio=3.1) for s in segs] for segs in out]
+            return out
+
+    regions = [(0.5, 4.5)]
+    fake = LoopOnce(keep_s=30.0)
+    params = asr_mod.AsrParams(timestamps=False)
+    result = asr_mod.transcribe(None, np.zeros(5 * SAMPLE_RATE, np.float32), regions, params=params, decoder=fake)
+    assert fake.calls == [[(0.5, 4.5)], [(0.5, 4.5)]]  # the whole window again
+    assert all(s.compression_ratio < 2.4 and s.window_id == 1 for s in result.segments)
+    fake = LoopOnce(keep_s=30.0)
+    asr_mod.transcribe(None, np.zeros(5 * SAMPLE_RATE, np.float32), regions, params=asr_mod.AsrParams(timestamps=True), decoder=fake)
+    assert len(fake.calls) == 1  # a timestamped decode would loop the same way: kept, F5 drops it

@@ -173,3 +173,19 @@ def test_two_runs_at_once_and_batches_in_either_order_give_the_same_speaker_ids(
     r = cli("run", "--lake", reverse, "--in-process", env=env, cwd=tmp_path)
     assert r.returncode == 0 and "2 to run" in r.stdout, r.stdout[-3000:]
     assert _ids_by_face(reverse) == ids
+
+
+def test_asr_coverage_check_fails_on_a_lake_row_with_coverage_one_half(tmp_path):
+    from assets.audio.assets import COVERAGE_CHECK, coverage_check
+
+    uri = str(tmp_path / "lake")
+    rows = pl.DataFrame({"video_id": ["good", "half"], "speech_seconds": [10.0, 10.0], "covered_seconds": [9.8, 5.0], "coverage": [0.98, 0.5], "n_windows": [1, 1], "n_decodes": [1, 2], "uncovered": [[], [{"start": 5.0, "end": 10.0}]]})
+    lake.write("asr_coverage", rows, video_ids=["good", "half"], lake=uri)
+    spec, evaluate = coverage_check()
+    assert spec.name == COVERAGE_CHECK and spec.asset_key == dg.AssetKey("transcripts")
+    (result,) = evaluate(None, uri, ["good", "half"])
+    assert not result.passed
+    assert result.metadata["videos_below"].value == 1 and result.metadata["first_offenders"].value == "half (0.50)"
+    assert result.metadata["asr_coverage_min"].value == 0.5
+    (result,) = evaluate(None, uri, ["good"])
+    assert result.passed

@@ -1,43 +1,53 @@
-"""ASR with word times and Whisper's quality fields, speaker-attributed.
+"""ASR with word times and Whisper's quality fields, speaker-attributed, with every second of speech accounted for.
 
-Design (one decoder pass, nothing decoded twice):
+Design (measured in docs/accuracy.md, "ASR windowing and coverage"):
 
 * **Engine.** ``whisperx.load_model(<SPEAKERLAKE_ASR_MODEL_DIR>, device, compute_type,
   language, vad_method="pyannote")`` loads the CTranslate2 Whisper model (CUDA + float16
   when available, CPU + int8 otherwise). whisperx's own ``transcribe`` returns neither word
   times nor ``no_speech_prob`` / ``compression_ratio``, so the model it loaded
   (``pipeline.model``, a ``faster_whisper.WhisperModel``) is driven by faster-whisper's
-  ``BatchedInferencePipeline`` — the same batched algorithm (it was ported from whisperx:
-  VAD chunks of at most 30 s, batched encoder + beam search without timestamp tokens)
-  but it also returns, from the *same* encoder output, cross-attention DTW word times and
-  word probabilities, and per chunk ``avg_logprob``, ``no_speech_prob`` and
-  ``compression_ratio``. (The pyannote VAD that ``load_model`` attaches stays unused on
-  this path; it costs ~0.3 s once and keeps ``pipeline.transcribe`` usable.) Measured on
-  the pyannote sample with tiny.en: one pass at RTF 0.07-0.15 on 2 shared cores, WER
-  13.6 % (LibriVox 2.8 %); whisperx's own ``transcribe`` (its pyannote VAD, no word times)
-  took RTF 0.25-0.33 for WER 16.0 % (LibriVox 2.8 %) in the same conditions.
-  Greedy decoding (``asr_beam_size`` 1) is ~20 % faster but raised WER on the phone call
-  from 13.6 % to 17.3 %, so beam 5 (whisperx's default) stays.
-* **Chunks** come from our silero speech regions (the ``speech_segments`` table), merged
-  greedily into windows of at most ``chunk_s`` seconds, so ASR never sees audio the VAD
-  called silence and no second VAD runs.
+  ``BatchedInferencePipeline`` (the batched algorithm ported from whisperx), which also
+  returns cross-attention DTW word times and, per window, ``avg_logprob``,
+  ``no_speech_prob`` and ``compression_ratio``. pyannote (whisperx's VAD) is imported
+  without its torchcodec probe warning (``assets.audio.pyannote_import``).
+* **Windows of one voice** (``asr_windowing = speaker``). Our silero speech regions are cut
+  at the diarized speaker changes; each speaker's consecutive turns are packed, in time
+  order, into one Whisper input of at most ``chunk_s`` (0.5 s of silence between turns),
+  and decoded times are mapped back to the file. So the quality fields filter F5 and the SFT
+  cut read per clip come from a decode of that speaker's speech, at about as few encoder
+  passes as merging all speech. Decoding uses timestamp tokens (``asr_timestamps``): without
+  them a one-voice window of the phone call fell into a repetition loop.
+* **Coverage.** Whisper may end a window early (decoding without timestamp tokens especially),
+  silently dropping the rest. After decoding, each window's coverage (share of its VAD speech
+  within ``word_pad_s`` of one of its words) is measured; a window below
+  ``min_window_coverage`` is cut at its longest pause (between turns first) or, in running
+  speech, after its last word, and the uncovered half decoded again, for at most
+  ``max_rounds`` rounds. Speech still without words is reported (``AsrResult.windows``,
+  the ``asr_coverage`` table), never dropped silently.
 * **Language** (filter F6): a multilingual model detects it once per video on the first
   30 s of *speech* (``language_prob`` = Whisper's probability); ``SPEAKERLAKE_ASR_LANGUAGE``
   forces the decoding language but the detected one is still stored. An English-only
   model (``*.en``) cannot detect: ``language='en'`` and ``language_prob`` is null.
 * **Alignment (optional).** With ``SPEAKERLAKE_ALIGN_MODEL_DIR`` (a local wav2vec2 CTC
   directory) word times come from ``whisperx.align`` instead of DTW; NLTK ``punkt_tab``
-  is generated locally when missing (whisperx would otherwise try to download it).
+  is generated locally when missing (whisperx would otherwise try to download it). Without
+  DTW word times a packed window cannot be split back into turns, so that path uses one
+  window per turn and cannot re-decode.
 * **Speakers.** Each word gets the speaker whose turns overlap it most (nearest turn
   within ``max_word_gap_s`` when none overlaps). A transcript row is a maximal run of
-  consecutive words of one speaker inside one ASR chunk, i.e. chunks are **split at
-  speaker changes**; the split rows keep their chunk's quality fields.
+  consecutive words of one speaker inside one decoded segment; its text is Whisper's own
+  (word pieces such as "cold" "-hearted" stay joined), ``window_id`` names the decode its
+  quality fields come from and ``asr_coverage`` is that window's coverage.
+* **Coverage as data.** ``asr_coverage_table`` (per video), ``coverage_by_video`` (the same
+  from the lake's ``transcripts`` + ``speech_segments``), ``failing_coverage`` (the asset
+  check: videos under ``asr_min_video_coverage``) and ``coverage_summary`` (batch metadata).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -56,6 +66,13 @@ class AsrParams:
     beam_size: int = 5
     language: str | None = None  # force the decoding language (None: detect)
     max_word_gap_s: float = 1.0  # a word may take the nearest turn at most this far away
+    windowing: str = "speaker"  # one speaker per window, turns packed ("turns": one turn each, "merged": both voices)
+    timestamps: bool = True  # first pass with timestamp tokens (re-decodes always use them)
+    min_window_coverage: float = 0.9  # below this a window is decoded again in smaller pieces
+    word_pad_s: float = 0.25  # a word covers VAD speech this far beyond its DTW edges
+    min_piece_s: float = 1.0  # speech pieces shorter than this are not cut further
+    max_rounds: int = 4  # re-decoding rounds at most
+    max_compression_ratio: float = 2.4  # above it a window's text is a repetition loop: decoded again
 
 
 @dataclass(frozen=True)
@@ -64,6 +81,7 @@ class Word:
     start: float | None
     end: float | None
     score: float | None
+    space_before: bool = True  # False: Whisper emitted it glued to the previous word ("cold" "-hearted")
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,47 @@ class AsrSegment:
     no_speech_prob: float | None
     compression_ratio: float | None
     words: list[Word] = field(default_factory=list)
+    window_id: int | None = None  # the decode these words and quality fields come from
+    coverage: float | None = None  # share of that piece's VAD speech its words cover
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One Whisper window: one speaker's speech, from one or several stretches of the file."""
+
+    window_id: int
+    start: float
+    end: float
+    speaker: object  # diarization label, or None without turns
+    regions: tuple[tuple[float, float], ...]  # VAD speech inside the spans
+    parent: int | None = None  # the window this piece was cut from (re-decoding)
+    spans: tuple[tuple[float, float], ...] = ()  # file stretches joined into the window; () = (start, end)
+
+    @property
+    def audio_spans(self) -> tuple[tuple[float, float], ...]:
+        return self.spans or ((self.start, self.end),)
+
+    @property
+    def speech_s(self) -> float:
+        return sum(b - a for a, b in self.regions)
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    """How well one final piece's speech is covered by the words kept for it."""
+
+    window_id: int  # the decode the kept words come from
+    start: float
+    end: float
+    speaker: object
+    speech_s: float
+    covered_s: float
+    uncovered: tuple[tuple[float, float], ...]
+    round: int  # 0 = first pass, k = k-th re-decode
+
+    @property
+    def coverage(self) -> float:
+        return self.covered_s / self.speech_s if self.speech_s > 0 else 1.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +141,25 @@ class AsrResult:
     segments: list[AsrSegment]
     language: str | None
     language_prob: float | None
+    windows: list[WindowReport] = field(default_factory=list)
+    n_windows: int = 0  # first-pass windows
+    n_decodes: int = 0  # windows sent to Whisper, re-decodes included
+
+    @property
+    def speech_s(self) -> float:
+        return sum(w.speech_s for w in self.windows)
+
+    @property
+    def covered_s(self) -> float:
+        return sum(w.covered_s for w in self.windows)
+
+    @property
+    def coverage(self) -> float | None:
+        return self.covered_s / self.speech_s if self.speech_s > 0 else None
+
+    @property
+    def uncovered(self) -> list[tuple[float, float]]:
+        return sorted(span for w in self.windows for span in w.uncovered)
 
 
 # --------------------------------------------------------------------------- models
@@ -95,6 +173,10 @@ def device_and_compute_type() -> tuple[str, str]:
 def load_asr(model_dir: str, device: str, compute_type: str, language: str | None = None, threads: int = 0):
     """whisperx's FasterWhisperPipeline over a local CTranslate2 Whisper directory."""
     import whisperx
+
+    from assets.audio.pyannote_import import import_pyannote_audio
+
+    import_pyannote_audio()  # whisperx.load_model imports pyannote for its VAD: without the torchcodec noise
 
     return whisperx.load_model(
         model_dir,
@@ -165,52 +247,381 @@ def detect_language(model, audio: np.ndarray, regions: list[tuple[float, float]]
     return language, float(prob)
 
 
-def transcribe(
-    model, audio: np.ndarray, regions: list[tuple[float, float]], *, params: AsrParams, word_timestamps: bool = True
-) -> AsrResult:
-    """Batched Whisper decoding of the speech chunks; ``model`` is a faster_whisper.WhisperModel."""
-    from faster_whisper import BatchedInferencePipeline
+# ----------------------------------------------------------- windows and coverage
+def _merge_spans(spans) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for a, b in sorted(spans):
+        if b <= a:
+            continue
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
 
-    chunks = asr_chunks(regions, chunk_s=params.chunk_s)
-    if not chunks:
-        return AsrResult([], None, None)
-    detected, prob = detect_language(model, audio, regions)
-    if model.model.is_multilingual:
-        language = params.language or detected
-        stored = detected
+
+def _clip(regions, a: float, b: float) -> tuple[tuple[float, float], ...]:
+    return tuple((max(x, a), min(y, b)) for x, y in regions if min(y, b) - max(x, a) > 1e-6)
+
+
+def speaker_pieces(
+    regions: list[tuple[float, float]], turns: list[tuple[object, float, float]] | None, *, max_gap_s: float = 1.0
+) -> list[tuple[float, float, object]]:
+    """VAD speech cut at speaker changes: ``(start, end, speaker)`` pieces, one speaker each.
+
+    Inside overlapped speech the speaker who was already talking keeps the piece (the
+    interruption is decoded with the turn it interrupts); speech no turn covers takes the
+    nearest turn within ``max_gap_s`` (diarization drops very short turns), else ``None``.
+    """
+    if not turns:
+        return [(a, b, None) for a, b in regions]
+    out: list[list] = []
+    for a, b in regions:
+        cuts = sorted({a, b} | {t for _, ts, te in turns for t in (ts, te) if a < t < b})
+        for x, y in zip(cuts, cuts[1:]):
+            mid = (x + y) / 2
+            active = [(ts, spk) for spk, ts, te in turns if ts <= mid < te]
+            if active:
+                spk = min(active, key=lambda t: t[0])[1]
+            else:
+                dist, spk = min((max(ts - mid, mid - te), s) for s, ts, te in turns)
+                spk = spk if dist <= max_gap_s else None
+            if out and out[-1][2] == spk and abs(out[-1][1] - x) < 1e-6:
+                out[-1][1] = y
+            else:
+                out.append([x, y, spk])
+    # slivers (< 0.2 s) between two pieces are diarization edge jitter: give them to a neighbour
+    merged: list[list] = []
+    for piece in out:
+        if merged and piece[1] - piece[0] < 0.2 and abs(merged[-1][1] - piece[0]) < 1e-6:
+            merged[-1][1] = piece[1]
+        elif merged and merged[-1][1] - merged[-1][0] < 0.2 and abs(merged[-1][1] - piece[0]) < 1e-6:
+            merged[-1][1], merged[-1][2] = piece[1], piece[2]
+        else:
+            merged.append(piece)
+    return [(round(a, 3), round(b, 3), spk) for a, b, spk in merged]
+
+
+def asr_windows(
+    regions: list[tuple[float, float]], turns: list[tuple[object, float, float]] | None, *, params: AsrParams
+) -> list[Piece]:
+    """The first-pass Whisper windows.
+
+    * ``turns``: one window per stretch of one speaker's consecutive speech (longer stretches
+      split into windows of at most ``chunk_s``), so every window's quality fields describe
+      one voice. In a dialogue that is one Whisper encoder pass per turn.
+    * ``speaker``: the same stretches, then each speaker's consecutive stretches packed into
+      one window (joined with ``SPLICE_GAP_S`` of silence) up to ``chunk_s``: one voice
+      per window as with ``turns``, but about as few encoder passes as ``merged``.
+    * ``merged``: all speech regions merged greedily up to ``chunk_s`` (the former behaviour;
+      windows may hold both speakers).
+    """
+    if params.windowing == "merged" or not turns:
+        pieces = [(a, b, None) for a, b in regions]
+    elif params.windowing in ("turns", "speaker"):
+        pieces = speaker_pieces(regions, turns, max_gap_s=params.max_word_gap_s)
     else:
-        language = "en"
-        stored, prob = "en", None
-    segments, _info = BatchedInferencePipeline(model).transcribe(
-        audio,
-        language=language,
-        clip_timestamps=[{"start": a, "end": b} for a, b in chunks],
-        vad_filter=False,
-        word_timestamps=word_timestamps,
-        without_timestamps=True,
-        batch_size=params.batch_size,
-        beam_size=params.beam_size,
-        log_progress=False,
-    )
+        raise ValueError(f"unknown ASR windowing {params.windowing!r}")
+    stretches: list[Piece] = []
+    group: list[tuple[float, float, object]] = []
+
+    def flush():
+        if not group:
+            return
+        spk = group[0][2]
+        for a, b in asr_chunks([(x, y) for x, y, _ in group], chunk_s=params.chunk_s):
+            stretches.append(Piece(len(stretches), a, b, spk, _clip([(x, y) for x, y, _ in group], a, b)))
+        group.clear()
+
+    for piece in pieces:
+        if group and piece[2] != group[0][2]:
+            flush()
+        group.append(piece)
+    flush()
+    if params.windowing != "speaker" or not turns:
+        return stretches
+    # pack each speaker's stretches, in time order, into windows of at most chunk_s
+    open_window: dict[object, list[Piece]] = {}
+    packed: list[list[Piece]] = []
+    for st in stretches:
+        cur = open_window.get(st.speaker)
+        if cur is not None and _packed_s(cur + [st]) <= params.chunk_s:
+            cur.append(st)
+            continue
+        cur = [st]
+        open_window[st.speaker] = cur
+        packed.append(cur)
+    packed.sort(key=lambda g: g[0].start)
+    return [
+        Piece(i, g[0].start, g[-1].end, g[0].speaker, tuple(r for st in g for r in st.regions), spans=tuple((st.start, st.end) for st in g))
+        for i, g in enumerate(packed)
+    ]
+
+
+SPLICE_GAP_S = 0.5  # silence between two stretches joined into one window
+
+
+def _packed_s(stretches: list[Piece]) -> float:
+    return sum(st.end - st.start for st in stretches) + SPLICE_GAP_S * (len(stretches) - 1)
+
+
+def covered_spans(regions, words: list[Word], *, pad_s: float) -> list[tuple[float, float]]:
+    """The parts of ``regions`` (VAD speech) that lie within ``pad_s`` of a word."""
+    spans = _merge_spans((w.start - pad_s, w.end + pad_s) for w in words if w.start is not None and w.end is not None)
     out = []
-    for s in segments:
-        words = [
-            Word(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3), float(w.probability))
-            for w in (s.words or [])
-            if w.word.strip()
-        ]
-        out.append(
-            AsrSegment(
-                start=round(float(s.start), 3),
-                end=round(float(s.end), 3),
-                text=s.text.strip(),
-                avg_logprob=float(s.avg_logprob),
-                no_speech_prob=float(s.no_speech_prob),
-                compression_ratio=float(s.compression_ratio),
-                words=words,
-            )
+    for a, b in regions:
+        for x, y in spans:
+            lo, hi = max(a, x), min(b, y)
+            if hi > lo:
+                out.append((lo, hi))
+    return out
+
+
+def uncovered_spans(regions, words: list[Word], *, pad_s: float) -> list[tuple[float, float]]:
+    covered = covered_spans(regions, words, pad_s=pad_s)
+    out = []
+    for a, b in regions:
+        t = a
+        for x, y in covered:
+            if y <= a or x >= b:
+                continue
+            if x > t:
+                out.append((t, x))
+            t = max(t, y)
+        if b > t:
+            out.append((t, b))
+    return [(round(a, 3), round(b, 3)) for a, b in out if b - a > 1e-3]
+
+
+def _seconds(spans) -> float:
+    return float(sum(b - a for a, b in spans))
+
+
+def split_piece(piece: Piece, words: list[Word], *, min_piece_s: float) -> list[Piece] | None:
+    """Cut a poorly covered piece in two for re-decoding, or None when it cannot be cut.
+
+    The cut goes into the longest pause between its VAD regions that leaves at least
+    ``min_piece_s`` of speech on both sides. A piece without such a pause (one continuous
+    region) is cut after its last word before the first uncovered stretch, where Whisper
+    stopped: a word boundary is the only safe place to cut running speech.
+    """
+    regs = list(piece.regions)
+    best = None
+    for i in range(1, len(regs)):
+        left = sum(b - a for a, b in regs[:i])
+        right = sum(b - a for a, b in regs[i:])
+        gap = regs[i][0] - regs[i - 1][1]
+        if left >= min_piece_s and right >= min_piece_s and (best is None or gap > best[0]):
+            best = (gap, (regs[i - 1][1] + regs[i][0]) / 2)
+    cut = best[1] if best else None
+    if cut is None:
+        hole = uncovered_spans(piece.regions, words, pad_s=0.0)
+        hole = [h for h in hole if h[1] - h[0] >= min_piece_s]
+        before = [w.end for w in words if w.end is not None and hole and w.end <= hole[0][0] + 1e-6]
+        if hole and before and before[-1] - piece.start >= min_piece_s and piece.end - before[-1] >= min_piece_s:
+            cut = before[-1]
+    if cut is None:
+        return None
+    cut = round(cut, 3)
+    halves = []
+    for a, b in ((piece.start, cut), (cut, piece.end)):
+        spans = _clip(piece.audio_spans, a, b)
+        halves.append(Piece(-1, spans[0][0], spans[-1][1], piece.speaker, _clip(piece.regions, a, b), piece.window_id, spans if len(spans) > 1 else ()))
+    return halves
+
+
+def _within(seg: AsrSegment, a: float, b: float) -> AsrSegment | None:
+    """The part of a decoded segment whose words lie in [a, b) (by word midpoint)."""
+    words = [w for w in seg.words if w.start is not None and a <= (w.start + w.end) / 2 < b]
+    if not words:
+        return None
+    if len(words) == len(seg.words):
+        return seg
+    return replace(seg, start=max(seg.start, a), end=min(seg.end, b), text=join_words(words), words=words)
+
+
+# ------------------------------------------------------------------ decoding
+class WhisperDecoder:
+    """Decodes windows with faster-whisper's batched pipeline.
+
+    A window is a list of file spans; the spans of one window are joined with
+    ``SPLICE_GAP_S`` of silence into one Whisper input (padded to 30 s like any batched
+    chunk) and the decoded times are mapped back to the file. Returns each window's
+    segments (one per window without timestamp tokens, several with them), in file time.
+    """
+
+    def __init__(self, model, *, language: str, params: AsrParams, word_timestamps: bool = True):
+        self.model, self.language, self.params, self.word_timestamps = model, language, params, word_timestamps
+
+    def __call__(self, audio: np.ndarray, windows: list[tuple[tuple[float, float], ...]]) -> list[list[AsrSegment]]:
+        from faster_whisper import BatchedInferencePipeline
+
+        gap = np.zeros(int(SPLICE_GAP_S * SAMPLE_RATE), np.float32)
+        parts: list[np.ndarray] = []
+        clips: list[dict] = []
+        maps: list[list[tuple[float, float, float]]] = []  # per window: (input start, input end, file start) per span
+        pos = 0
+        for spans in windows:
+            begin, m = pos, []
+            for i, (a, b) in enumerate(spans):
+                if i:
+                    parts.append(gap)
+                    pos += len(gap)
+                x = audio[int(round(a * SAMPLE_RATE)) : int(round(b * SAMPLE_RATE))]
+                m.append((pos / SAMPLE_RATE, (pos + len(x)) / SAMPLE_RATE, a))
+                parts.append(x)
+                pos += len(x)
+            clips.append({"start": begin / SAMPLE_RATE, "end": pos / SAMPLE_RATE})
+            maps.append(m)
+        packed = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        segments, _info = BatchedInferencePipeline(self.model).transcribe(
+            packed,
+            language=self.language,
+            clip_timestamps=clips,
+            vad_filter=False,
+            word_timestamps=self.word_timestamps,
+            without_timestamps=not self.params.timestamps,
+            batch_size=self.params.batch_size,
+            beam_size=self.params.beam_size,
+            log_progress=False,
         )
-    return AsrResult(out, stored, prob)
+        out: list[list[AsrSegment]] = [[] for _ in windows]
+        starts = np.array([c["start"] for c in clips])
+        for s in segments:
+            # a segment belongs to the window holding its middle (inputs never overlap)
+            k = max(int(np.searchsorted(starts, (s.start + s.end) / 2, side="right")) - 1, 0)
+            spans = maps[k]
+            # each word goes to the stretch holding its middle (the nearer one inside a splice
+            # gap) and its times are kept inside that stretch
+            by_span: dict[int, list[Word]] = {}
+            for i, w in enumerate(s.words or []):
+                if not w.word.strip():
+                    continue
+                j = _nearest_span(spans, (w.start + w.end) / 2)
+                by_span.setdefault(j, []).append(
+                    Word(w.word.strip(), _to_file(spans[j], w.start), _to_file(spans[j], w.end), float(w.probability), w.word[:1].isspace() or i == 0)
+                )
+            quality = dict(avg_logprob=float(s.avg_logprob), no_speech_prob=float(s.no_speech_prob), compression_ratio=float(s.compression_ratio))
+            if len(spans) == 1:
+                out[k].append(AsrSegment(_to_file(spans[0], s.start), _to_file(spans[0], s.end), s.text.strip(), words=by_span.get(0, []), **quality))
+                continue
+            # a window joined from several stretches: one segment per stretch, from the same decode
+            for j, words in sorted(by_span.items()):
+                out[k].append(AsrSegment(words[0].start, words[-1].end, join_words(words), words=words, **quality))
+        return out
+
+
+def _nearest_span(spans: list[tuple[float, float, float]], t: float) -> int:
+    return min(range(len(spans)), key=lambda j: 0.0 if spans[j][0] <= t <= spans[j][1] else min(abs(t - spans[j][0]), abs(t - spans[j][1])))
+
+
+def _to_file(span: tuple[float, float, float], t: float) -> float:
+    """Whisper-input seconds -> file seconds inside one joined stretch (clamped to it)."""
+    x, y, file_start = span
+    return round(file_start + min(max(float(t) - x, 0.0), y - x), 3)
+
+
+def transcribe(
+    model,
+    audio: np.ndarray,
+    regions: list[tuple[float, float]],
+    *,
+    params: AsrParams,
+    word_timestamps: bool = True,
+    turns: list[tuple[object, float, float]] | None = None,
+    decoder=None,
+) -> AsrResult:
+    """Whisper decoding of the speech, checked for coverage; ``model`` is a faster_whisper.WhisperModel.
+
+    1. Windows: see ``asr_windows`` (one speaker per window when ``turns`` are given).
+    2. Every window is decoded (batched). Its coverage = the share of its VAD speech that
+       lies within ``word_pad_s`` of one of its words. Whisper decoding without timestamp
+       tokens may emit end-of-text long before the window ends; nothing else reports it.
+    3. A window under ``min_window_coverage`` is cut in two (``split_piece``); a half its
+       own words already cover keeps them, the other is decoded again (with timestamp
+       tokens), for at most ``max_rounds`` rounds. A first pass without timestamp tokens
+       whose text is a repetition loop (compression ratio above ``max_compression_ratio``)
+       is decoded again whole. What still has no words is reported in ``result.windows``
+       (``uncovered``), never dropped silently.
+
+    ``decoder(audio, windows) -> per-window segments`` replaces Whisper (tests); without
+    word times (``word_timestamps=False``, the alignment path) coverage cannot be measured,
+    so no window is re-decoded and coverage comes from segment spans.
+    """
+    if not regions:
+        return AsrResult([], None, None)
+    if not word_timestamps and params.windowing == "speaker":
+        # without word times the text of a joined window cannot be split back into its turns
+        params = replace(params, windowing="turns")
+    if decoder is None:
+        detected, prob = detect_language(model, audio, regions)
+        if model.model.is_multilingual:
+            language = params.language or detected
+            stored = detected
+        else:
+            language = "en"
+            stored, prob = "en", None
+        decoder = WhisperDecoder(model, language=language, params=params, word_timestamps=word_timestamps)
+        # re-decodes always use timestamp tokens: Whisper's own remedy for a window that
+        # stopped early or ran into a repetition loop
+        redecoder = WhisperDecoder(model, language=language, params=replace(params, timestamps=True), word_timestamps=word_timestamps)
+    else:
+        stored, prob = params.language, None
+        redecoder = decoder
+
+    pending = asr_windows(regions, turns, params=params)
+    n_windows = next_id = len(pending)
+    segments: list[AsrSegment] = []
+    reports: list[WindowReport] = []
+    n_decodes = 0
+    for rnd in range(params.max_rounds + 1):
+        if not pending:
+            break
+        decoded = (decoder if rnd == 0 else redecoder)(audio, [p.audio_spans for p in pending])
+        n_decodes += len(pending)
+        retry: list[Piece] = []
+        for piece, segs in zip(pending, decoded):
+            segs = [replace(s, window_id=piece.window_id) for s in segs]
+            words = [w for s in segs for w in s.words]
+            if not word_timestamps:  # aligned later: the segment span stands for its words
+                words = [Word(s.text, s.start, s.end, None) for s in segs if s.text]
+            covered = _seconds(covered_spans(piece.regions, words, pad_s=params.word_pad_s))
+            coverage = covered / piece.speech_s if piece.speech_s > 0 else 1.0
+            halves = None
+            looped = any(s.compression_ratio is not None and s.compression_ratio > params.max_compression_ratio for s in segs)
+            if word_timestamps and looped and rnd == 0 and params.max_rounds > 0 and not params.timestamps:
+                # a repetition loop (Whisper's compression-ratio test) in a first pass without
+                # timestamp tokens: none of its words can be trusted, so the whole window is
+                # decoded again with them (a timestamped window would only loop again)
+                retry.append(replace(piece, window_id=next_id, parent=piece.window_id))
+                next_id += 1
+                continue
+            if word_timestamps and coverage < params.min_window_coverage and rnd < params.max_rounds:
+                halves = split_piece(piece, words, min_piece_s=params.min_piece_s)
+            if halves is None:
+                _keep(piece, segs, words, params, rnd, coverage, segments, reports)
+                continue
+            for half in halves:
+                half_words = [w for w in words if w.start is not None and half.start <= (w.start + w.end) / 2 < half.end]
+                half_cov = _seconds(covered_spans(half.regions, half_words, pad_s=params.word_pad_s)) / max(half.speech_s, 1e-9)
+                if half_cov >= params.min_window_coverage:
+                    kept = [k for k in (_within(s, half.start, half.end) for s in segs) if k is not None]
+                    _keep(replace(half, window_id=piece.window_id), kept, half_words, params, rnd, half_cov, segments, reports)
+                else:
+                    retry.append(replace(half, window_id=next_id))
+                    next_id += 1
+        pending = retry
+    segments.sort(key=lambda s: (s.start, s.end))
+    reports.sort(key=lambda r: r.start)
+    return AsrResult(segments, stored, prob, reports, n_windows, n_decodes)
+
+
+def _keep(piece: Piece, segs, words, params: AsrParams, rnd: int, coverage: float, segments: list, reports: list) -> None:
+    uncovered = tuple(uncovered_spans(piece.regions, words, pad_s=params.word_pad_s))
+    reports.append(
+        WindowReport(piece.window_id, piece.start, piece.end, piece.speaker, round(piece.speech_s, 3), round(piece.speech_s - _seconds(uncovered), 3), uncovered, rnd)
+    )
+    segments.extend(replace(s, window_id=piece.window_id, coverage=round(coverage, 4)) for s in segs if s.text or s.words)
 
 
 def align_segments(
@@ -243,8 +654,8 @@ def align_segments(
                     None if w.get("score") is None or np.isnan(w.get("score")) else float(w["score"]),
                 )
             )
-        out.append(AsrSegment(seg.start, seg.end, seg.text, seg.avg_logprob, seg.no_speech_prob, seg.compression_ratio, _fill_times(words, seg)))
-    return AsrResult(out, result.language, result.language_prob)
+        out.append(replace(seg, words=_fill_times(words, seg)))
+    return replace(result, segments=out)
 
 
 def _fill_times(words: list[Word], seg: AsrSegment) -> list[Word]:
@@ -257,7 +668,7 @@ def _fill_times(words: list[Word], seg: AsrSegment) -> list[Word]:
         end = w.end
         if end is None:
             end = next((x.start for x in words[i + 1 :] if x.start is not None), seg.end)
-        out.append(Word(w.word, start, max(start, end), w.score))
+        out.append(Word(w.word, start, max(start, end), w.score, w.space_before))
     return out
 
 
@@ -291,7 +702,12 @@ def word_speakers(
 
 
 def transcript_rows(result: AsrResult, turns: list[tuple[str, float, float]], *, max_gap_s: float) -> list[dict]:
-    """One row per run of one speaker's words inside an ASR chunk (chunks split at speaker changes)."""
+    """One row per run of one speaker's words inside an ASR segment.
+
+    With speaker-bounded windows a segment is normally one run; a split happens only when
+    the words' own times disagree with the window's speaker (a backchannel inside a turn).
+    The text of a run that is the whole segment is Whisper's own text for it.
+    """
     rows: list[dict] = []
     for seg in result.segments:
         base = {
@@ -300,6 +716,8 @@ def transcript_rows(result: AsrResult, turns: list[tuple[str, float, float]], *,
             "avg_logprob": seg.avg_logprob,
             "no_speech_prob": seg.no_speech_prob,
             "compression_ratio": seg.compression_ratio,
+            "window_id": seg.window_id,
+            "asr_coverage": seg.coverage,
         }
         if not seg.words:
             if not seg.text:
@@ -323,7 +741,7 @@ def transcript_rows(result: AsrResult, turns: list[tuple[str, float, float]], *,
                         "speaker_local": speakers[run[0]],
                         "start": ws[0].start if ws[0].start is not None else seg.start,
                         "end": ws[-1].end if ws[-1].end is not None else seg.end,
-                        "text": _join(ws),
+                        "text": seg.text if len(ws) == len(seg.words) and seg.text else join_words(ws),
                         "words": [{"word": w.word, "start": w.start, "end": w.end, "score": w.score} for w in ws],
                     }
                 )
@@ -334,8 +752,9 @@ def transcript_rows(result: AsrResult, turns: list[tuple[str, float, float]], *,
     return rows
 
 
-def _join(words: list[Word]) -> str:
-    return " ".join(w.word for w in words).strip()
+def join_words(words: list[Word]) -> str:
+    """Words back to text the way Whisper wrote them: pieces of one token run stay glued."""
+    return "".join((" " if w.space_before else "") + w.word for w in words).strip()
 
 
 def transcripts_table(video_id: str, rows: list[dict]) -> pl.DataFrame:
@@ -350,3 +769,66 @@ def transcripts_table(video_id: str, rows: list[dict]) -> pl.DataFrame:
         schema=spec.polars_schema,
     )
     return spec.conform(df)
+
+
+# --------------------------------------------------------------------------- coverage as data
+def asr_coverage_table(video_id: str, result: AsrResult) -> pl.DataFrame:
+    """One ``asr_coverage`` row for a video (empty when the VAD found no speech)."""
+    spec = TABLES["asr_coverage"]
+    if not result.windows:
+        return spec.empty()
+    row = {
+        "video_id": video_id,
+        "speech_seconds": round(result.speech_s, 3),
+        "covered_seconds": round(result.covered_s, 3),
+        "coverage": round(result.coverage, 4),
+        "n_windows": result.n_windows,
+        "n_decodes": result.n_decodes,
+        "uncovered": [{"start": a, "end": b} for a, b in result.uncovered],
+    }
+    return spec.conform(pl.DataFrame([row], schema=spec.polars_schema))
+
+
+def coverage_by_video(transcripts: pl.DataFrame, speech_segments: pl.DataFrame, *, word_pad_s: float) -> pl.DataFrame:
+    """Per-video coverage recomputed from two lake tables (``transcripts`` words, ``speech_segments``).
+
+    Returns ``video_id, speech_seconds, covered_seconds, coverage`` for every video with
+    speech; a video whose speech got no transcript row at all has coverage 0. Same
+    definition as the stage's ``asr_coverage`` table (share of VAD speech within
+    ``word_pad_s`` of a word), for checks that only read the lake.
+    """
+    words_by_video: dict[str, list[Word]] = {}
+    for vid, ws in zip(transcripts["video_id"].to_list(), transcripts["words"].to_list()):
+        words_by_video.setdefault(vid, []).extend(Word(w["word"], w["start"], w["end"], w["score"]) for w in ws or [])
+    regions_by_video: dict[str, list[tuple[float, float]]] = {}
+    for vid, a, b in zip(speech_segments["video_id"].to_list(), speech_segments["start"].to_list(), speech_segments["end"].to_list()):
+        regions_by_video.setdefault(vid, []).append((a, b))
+    rows = []
+    for vid, regions in sorted(regions_by_video.items()):
+        speech = _seconds(regions)
+        covered = _seconds(covered_spans(_merge_spans(regions), words_by_video.get(vid, []), pad_s=word_pad_s))
+        rows.append({"video_id": vid, "speech_seconds": speech, "covered_seconds": covered, "coverage": covered / speech if speech > 0 else 1.0})
+    schema = {"video_id": pl.String, "speech_seconds": pl.Float64, "covered_seconds": pl.Float64, "coverage": pl.Float64}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def failing_coverage(coverage: pl.DataFrame, min_coverage: float) -> pl.DataFrame:
+    """Videos whose ASR coverage is under ``min_coverage`` (threshold ``asr_min_video_coverage``).
+
+    ``coverage``: the ``asr_coverage`` table or ``coverage_by_video(...)`` (columns
+    ``video_id`` and ``coverage``). Returns ``video_id, coverage`` of the offenders, lowest
+    first; empty means the check passes.
+    """
+    return coverage.filter(pl.col("coverage") < min_coverage).select("video_id", "coverage").sort("coverage", "video_id")
+
+
+def coverage_summary(coverage: pl.DataFrame) -> dict[str, float | int | None]:
+    """Metadata for a batch: minimum and mean video coverage, and the uncovered seconds."""
+    if coverage.is_empty():
+        return {"asr_coverage_min": None, "asr_coverage_mean": None, "asr_uncovered_seconds": 0.0, "asr_videos": 0}
+    return {
+        "asr_coverage_min": float(coverage["coverage"].min()),
+        "asr_coverage_mean": float(coverage["coverage"].mean()),
+        "asr_uncovered_seconds": float((coverage["speech_seconds"] - coverage["covered_seconds"]).sum()),
+        "asr_videos": coverage.height,
+    }

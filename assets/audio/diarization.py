@@ -99,6 +99,9 @@ def load_segmentation(model_path: str, device: str = "cpu"):
 
     import torch
 
+    from assets.audio.pyannote_import import import_pyannote_audio
+
+    import_pyannote_audio()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from pyannote.audio import Model
@@ -121,8 +124,10 @@ def load_voice_encoder(weights_path: str, device: str = "cpu"):
 def load_pyannote_pipeline(pipeline_dir: str, device: str = "cpu"):
     """A pyannote diarization pipeline saved in a local directory (optional backend)."""
     import torch
-    from pyannote.audio import Pipeline
 
+    from assets.audio.pyannote_import import import_pyannote_audio
+
+    Pipeline = import_pyannote_audio().Pipeline
     pipeline = Pipeline.from_pretrained(pipeline_dir)
     if pipeline is None:
         raise FileNotFoundError(f"no pyannote pipeline in {pipeline_dir}")

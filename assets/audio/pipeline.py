@@ -1,16 +1,17 @@
 """The audio stage for one video: ``analyze_audio(video_id, media_path, models)``.
 
 Decodes the audio once (PyAV, 16 kHz mono), then runs silero VAD, diarization and
-whisperx ASR on that one array and returns the four tables ``speech_segments``,
-``speaker_turns``, ``video_speakers`` and ``transcripts`` conformed to their declared
-schemas. Every tuned number is read from ``sql/thresholds.csv`` (stage ``audio``). The
-models are loaded once per process by :func:`load_audio_models` from an
-:class:`AudioModelSettings` (the ``models`` resource's audio fields: silero VAD ONNX file,
-CTranslate2 Whisper dir, resemblyzer weights, optional segmentation checkpoint, optional
-pyannote pipeline dir, optional wav2vec2 alignment dir, optional forced language); a
-missing location fails there, naming the setting, before any video is touched.
+whisperx ASR on that one array and returns the tables ``speech_segments``,
+``speaker_turns``, ``video_speakers``, ``transcripts`` and ``asr_coverage`` (share of the
+VAD speech that got words) conformed to their declared schemas. Every tuned number is read
+from ``sql/thresholds.csv`` (stage ``audio``). The models are loaded once per process by
+:func:`load_audio_models` from an :class:`AudioModelSettings` (the ``models`` resource's
+audio fields: silero VAD ONNX file, CTranslate2 Whisper dir, resemblyzer weights, optional
+segmentation checkpoint, optional pyannote pipeline dir, optional wav2vec2 alignment dir,
+optional forced language); a missing location fails there, naming the setting, before any
+video is touched.
 
-A video without usable audio is not an error: the result holds four empty tables and
+A video without usable audio is not an error: the result holds empty tables and
 ``result.reason`` / ``result.message`` say why (``missing_file``, ``no_audio_stream``,
 ``undecodable``, ``no_audio_samples``, ``silent`` or ``no_speech``). ``result.timings``
 holds the seconds spent in each step and the audio duration (for RTF reporting).
@@ -31,9 +32,9 @@ from assets.audio import vad as vad_mod
 from assets.audio.decode import SAMPLE_RATE, NoAudio, check_silence, decode_audio
 from orchestration.settings import require_path
 from orchestration.tables import TABLES
-from orchestration.thresholds import threshold
+from orchestration.thresholds import setting, threshold
 
-OUTPUTS = ("speech_segments", "speaker_turns", "video_speakers", "transcripts")
+OUTPUTS = ("speech_segments", "speaker_turns", "video_speakers", "transcripts", "asr_coverage")
 
 
 class AudioTables(dict):
@@ -81,6 +82,13 @@ def asr_params(language: str | None = None) -> asr_mod.AsrParams:
         beam_size=int(threshold("asr_beam_size")),
         language=language,
         max_word_gap_s=threshold("asr_max_word_gap_s"),
+        windowing=setting("asr_windowing"),
+        timestamps=bool(threshold("asr_timestamps")),
+        min_window_coverage=threshold("asr_min_window_coverage"),
+        word_pad_s=threshold("asr_word_pad_s"),
+        min_piece_s=threshold("asr_min_piece_s"),
+        max_rounds=int(threshold("asr_max_rounds")),
+        max_compression_ratio=threshold("asr_max_compression_ratio"),
     )
 
 
@@ -171,9 +179,12 @@ def run_diarization(audio: np.ndarray, regions: list[tuple[float, float]], model
     )
 
 
-def run_asr(audio: np.ndarray, regions: list[tuple[float, float]], models: AudioModels, params: asr_mod.AsrParams) -> asr_mod.AsrResult:
+def run_asr(
+    audio: np.ndarray, regions: list[tuple[float, float]], models: AudioModels, params: asr_mod.AsrParams, turns: list[tuple[str, float, float]] | None = None
+) -> asr_mod.AsrResult:
+    """ASR of the speech ``regions``; ``turns`` (speaker, start, end) bound the Whisper windows to one speaker."""
     align_dir = models.settings.align_model_dir
-    result = asr_mod.transcribe(models.asr.model, audio, regions, params=params, word_timestamps=not align_dir)
+    result = asr_mod.transcribe(models.asr.model, audio, regions, params=params, word_timestamps=not align_dir, turns=turns)
     if align_dir and result.segments:
         align_model, metadata = asr_mod.load_align(align_dir, result.language or params.language or "en", models.device)
         result = asr_mod.align_segments(result, audio, align_model=align_model, align_metadata=metadata, device=models.device)
@@ -209,13 +220,19 @@ def analyze_audio(video_id: str, media_path: str | Path, models: AudioModels) ->
 
     t = time.perf_counter()
     params = asr_params(models.settings.asr_language)
-    result = run_asr(audio, regions, models, params)
-    timings["asr"] = time.perf_counter() - t
     named_turns = list(zip(speaker_turns["speaker_local"].to_list(), speaker_turns["start"].to_list(), speaker_turns["end"].to_list()))
+    result = run_asr(audio, regions, models, params, named_turns)
+    timings["asr"] = time.perf_counter() - t
     rows = asr_mod.transcript_rows(result, named_turns, max_gap_s=params.max_word_gap_s)
     transcripts = asr_mod.transcripts_table(video_id, rows)
 
     return AudioTables(
-        {"speech_segments": speech, "speaker_turns": speaker_turns, "video_speakers": video_speakers, "transcripts": transcripts},
+        {
+            "speech_segments": speech,
+            "speaker_turns": speaker_turns,
+            "video_speakers": video_speakers,
+            "transcripts": transcripts,
+            "asr_coverage": asr_mod.asr_coverage_table(video_id, result),
+        },
         timings=timings,
     )
