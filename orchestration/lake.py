@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import duckdb
 import polars as pl
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError
 
 from orchestration.settings import get_settings, resolve_lake
 from orchestration.tables import TABLES, TableSpec

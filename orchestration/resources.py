@@ -90,7 +90,7 @@ class LakeResource(dg.ConfigurableResource):
     def count(self, table: str) -> int:
         return lake_io.count(table, self.uri)
 
-    def duckdb(self) -> duckdb.DuckDBPyConnection:
+    def duckdb_connection(self) -> duckdb.DuckDBPyConnection:
         return lake_io.duckdb_connection(self.uri)
 
 

@@ -26,7 +26,6 @@ Metrics (all printed in the report):
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -40,9 +39,8 @@ from assets.binding.identity import video_identities
 from assets.binding.sync import correlation_curve, summarise_curve
 from orchestration.settings import MissingSettingError
 from orchestration.tables import TABLES
+from tests.gt_scoring import FPS, iou, listening_counts, rates, visible
 
-FPS = 25.0
-COLLAR_S = 0.2
 REPORT: dict[str, dict] = {}
 
 
@@ -97,13 +95,6 @@ def analyzed(env, corpus, params, stage_models):
 
 
 # ---------------------------------------------------------------- ground-truth mapping
-def _iou(a, b) -> float:
-    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def track_person(face_tracks: pl.DataFrame, gt: dict, min_iou: float = 0.5) -> dict[int, str | None]:
     """GT person of each track: the GT face of its shot with the best median IoU (>= min_iou)."""
     out = {}
@@ -115,7 +106,7 @@ def track_person(face_tracks: pl.DataFrame, gt: dict, min_iou: float = 0.5) -> d
             if keep.sum() < 0.5 * len(frames):
                 continue
             for f in shot["faces"]:
-                v = float(np.median([_iou(b, f["box"]) for b in boxes[keep]]))
+                v = float(np.median([iou(b, f["box"]) for b in boxes[keep]]))
                 if v > best[1]:
                     best = (f["person"], v)
         out[int(t["track_id"])] = best[0] if best[1] >= min_iou else None
@@ -147,21 +138,13 @@ def person_speaker(turns: pl.DataFrame, gt: dict) -> dict[str, str]:
     return out
 
 
-def _visible(face_tracks: pl.DataFrame, n: int) -> list[list[int]]:
-    vis: list[list[int]] = [[] for _ in range(n)]
-    for t, a, b in face_tracks.select("track_id", "start_frame", "end_frame").rows():
-        for j in range(max(a, 0), min(b, n)):
-            vis[j].append(t)
-    return vis
-
-
 def binding_accuracy(r: dict) -> dict:
     gt, tables, out = r["gt"], r["tables"], r["out"]
     n = gt["n_frames"]
     tp = track_person(tables["face_tracks"], gt)
     ps = person_speaker(tables["speaker_turns"], gt)
     ident = dict(out["track_identities"].select("track_id", "speaker_local").rows())
-    vis = _visible(tables["face_tracks"], n)
+    vis = visible(tables["face_tracks"], n)
     ok = tot = 0
     for s in gt["speaking"]:
         if not s["on_screen"]:
@@ -179,38 +162,6 @@ def binding_accuracy(r: dict) -> dict:
     b_ok = sum(secs.get(s, 0.0) for s, t in out["bindings"].select("speaker_local", "track_id").rows() if t is not None and tp.get(t) is not None and tp.get(t) == sp.get(s))
     b_tot = sum(secs.get(s, 0.0) for s in out["bindings"]["speaker_local"].to_list())
     return {"frames_ok": ok, "frames": tot, "speaker_ok_s": b_ok, "speaker_s": b_tot}
-
-
-def listening_counts(r: dict) -> dict:
-    gt, tables, out = r["gt"], r["tables"], r["out"]
-    n = gt["n_frames"]
-    tp = track_person(tables["face_tracks"], gt)
-    c = int(round(COLLAR_S * FPS))
-    res = {"tp": 0, "fp": 0, "fn": 0, "kind_ok": 0}
-    for p in sorted(gt["people"]):
-        g = np.zeros(n, bool)
-        gk = np.full(n, "", object)
-        for s in gt["listening"]:
-            if s["person"] == p:
-                a, b = int(round(s["start"] * FPS)), int(round(s["end"] * FPS))
-                g[a:b] = True
-                gk[a:b] = s["kind"]
-        pred = np.zeros(n, bool)
-        pk = np.full(n, "", object)
-        for row in out["listening_segments"].iter_rows(named=True):
-            if tp.get(row["track_id"]) == p:
-                a, b = int(round(row["start"] * FPS)), int(round(row["end"] * FPS))
-                pred[a:b] = True
-                pk[a:b] = row["kind"]
-        scored = np.ones(n, bool)
-        for e in np.flatnonzero(np.diff(np.concatenate([[0], g.astype(int), [0]]))):
-            scored[max(e - c, 0) : e + c] = False
-        hit = pred & g & scored
-        res["tp"] += int(hit.sum())
-        res["fp"] += int((pred & ~g & scored).sum())
-        res["fn"] += int((~pred & g & scored).sum())
-        res["kind_ok"] += int((pk[hit] == gk[hit]).sum())
-    return res
 
 
 def _split_sum(analyzed: dict, split: str, fn) -> dict:
@@ -258,10 +209,9 @@ def test_voice_to_face_binding(analyzed, split):
 
 @pytest.mark.parametrize("split", ["tune", "holdout"])
 def test_listening_labels(analyzed, split):
-    c = _split_sum(analyzed, split, listening_counts)
-    prec = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
-    rec = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0
-    kind = c["kind_ok"] / c["tp"] if c["tp"] else 0.0
+    c = _split_sum(analyzed, split, lambda r: listening_counts(r, track_person(r["tables"]["face_tracks"], r["gt"])))
+    scored = rates(c)
+    prec, rec, kind = scored["precision"], scored["recall"], scored["kind_acc"]
     REPORT[f"listening/{split}"] = {"precision": round(prec, 4), "recall": round(rec, 4), "kind_acc": round(kind, 4), **c}
     print(f"\nlistening {split}: precision {prec:.3f}, recall {rec:.3f}, kind {kind:.3f} ({c})")
     assert c["tp"] + c["fn"] > 100

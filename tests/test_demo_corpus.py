@@ -14,7 +14,6 @@ to see the measured numbers.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path

@@ -37,9 +37,8 @@ from assets.vision.params import VisionParams
 from assets.vision.shots import GradualParams, GradualTransitionFinder, merge_transitions
 from demo.build_corpus import gt_face_boxes
 from orchestration.tables import TABLES
+from tests.gt_scoring import FPS, iou, listening_counts, rates, visible
 
-FPS = 25.0
-COLLAR_S = 0.2
 HARD = ("hard_a", "hard_b")
 REPORT: dict[str, dict] = {}
 
@@ -68,13 +67,6 @@ def hard(stage_models, demo_corpus_dir) -> dict:
 
 
 # ---------------------------------------------------------------- ground-truth mapping
-def _iou(a, b) -> float:
-    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def track_person(face_tracks: pl.DataFrame, gt: dict, min_iou: float = 0.5) -> dict[int, str | None]:
     """GT person of each track: best median IoU with the GT face box at the same frames
     (zoom included, `demo.build_corpus.gt_face_boxes`)."""
@@ -83,7 +75,7 @@ def track_person(face_tracks: pl.DataFrame, gt: dict, min_iou: float = 0.5) -> d
         ious: dict[str, list[float]] = {}
         for f, box in list(zip(t["frames"], t["boxes"]))[::5]:
             for p, g in gt_face_boxes(gt, f).items():
-                ious.setdefault(p, []).append(_iou(box, g))
+                ious.setdefault(p, []).append(iou(box, g))
         med = {p: float(np.median(v)) for p, v in ious.items()}
         best = max(med, key=med.get) if med else None
         out[int(t["track_id"])] = best if best is not None and med[best] >= min_iou else None
@@ -105,14 +97,6 @@ def person_speaker(turns: pl.DataFrame, gt: dict) -> dict[str, str]:
             out[p] = s
             taken.add(s)
     return out
-
-
-def _visible(face_tracks: pl.DataFrame, n: int) -> list[list[int]]:
-    vis: list[list[int]] = [[] for _ in range(n)]
-    for t, a, b in face_tracks.select("track_id", "start_frame", "end_frame").rows():
-        for j in range(max(a, 0), min(b, n)):
-            vis[j].append(t)
-    return vis
 
 
 def shot_f1(found: list[int], transitions: list[dict]) -> dict:
@@ -137,7 +121,7 @@ def binding_accuracy(r: dict) -> dict:
     tp = track_person(tables["face_tracks"], gt)
     ps = person_speaker(tables["speaker_turns"], gt)
     ident = dict(out["track_identities"].select("track_id", "speaker_local").rows())
-    vis = _visible(tables["face_tracks"], n)
+    vis = visible(tables["face_tracks"], n)
     res = {"on_ok": 0, "on": 0, "off_ok": 0, "off": 0}
     for s in gt["speaking"]:
         S = ps.get(s["person"])
@@ -152,41 +136,6 @@ def binding_accuracy(r: dict) -> dict:
             else:
                 res["off"] += 1
                 res["off_ok"] += int(not carried)
-    return res
-
-
-def listening_counts(r: dict) -> dict:
-    gt, tables, out = r["gt"], r["tables"], r["out"]
-    n = gt["n_frames"]
-    tp = track_person(tables["face_tracks"], gt)
-    c = int(round(COLLAR_S * FPS))
-    res = {"tp": 0, "fp": 0, "fn": 0, "kind_ok": 0}
-    for p in sorted(gt["people"]):
-        g = np.zeros(n, bool)
-        gk = np.full(n, "", object)
-        for s in gt["listening"]:
-            if s["person"] == p:
-                a, b = int(round(s["start"] * FPS)), int(round(s["end"] * FPS))
-                g[a:b] = True
-                gk[a:b] = s["kind"]
-        pred = np.zeros(n, bool)
-        pk = np.full(n, "", object)
-        for row in out["listening_segments"].iter_rows(named=True):
-            if tp.get(row["track_id"]) == p:
-                a, b = int(round(row["start"] * FPS)), int(round(row["end"] * FPS))
-                pred[a:b] = True
-                pk[a:b] = row["kind"]
-        scored = np.ones(n, bool)
-        for e in np.flatnonzero(np.diff(np.concatenate([[0], g.astype(int), [0]]))):
-            scored[max(e - c, 0) : e + c] = False
-        hit = pred & g & scored
-        res["tp"] += int(hit.sum())
-        res["fp"] += int((pred & ~g & scored).sum())
-        res["fn"] += int((~pred & g & scored).sum())
-        res["kind_ok"] += int((pk[hit] == gk[hit]).sum())
-    prec = res["tp"] / (res["tp"] + res["fp"]) if res["tp"] + res["fp"] else 0.0
-    rec = res["tp"] / (res["tp"] + res["fn"]) if res["tp"] + res["fn"] else 0.0
-    res.update(precision=prec, recall=rec, f1=2 * prec * rec / (prec + rec) if prec + rec else 0.0, kind_acc=res["kind_ok"] / res["tp"] if res["tp"] else 0.0)
     return res
 
 
@@ -263,7 +212,7 @@ def test_binding_right_for_speaking_seconds(hard, name):
 @pytest.mark.parametrize("name", HARD)
 def test_listening_while_someone_speaks_off_screen(hard, name):
     r = hard[name]
-    c = listening_counts(r)
+    c = rates(listening_counts(r, track_person(r["tables"]["face_tracks"], r["gt"])))
     REPORT[f"listening/{name}"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in c.items()}
     print(f"\n{name} ({r['gt']['split']}): listening F1 {c['f1']:.3f} (precision {c['precision']:.3f}, recall {c['recall']:.3f}, kind {c['kind_acc']:.3f})")
     assert c["tp"] + c["fn"] > 200

@@ -15,7 +15,6 @@ import polars as pl
 import pytest
 from deltalake import write_deltalake
 
-from assets.ingest import assets as ingest_assets
 from assets.ingest.planning import plan_batches, planned_batches
 from orchestration import lake
 from orchestration.batch import PER_VIDEO_STAGES, incomplete_batches
