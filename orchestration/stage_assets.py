@@ -21,6 +21,7 @@ from orchestration.checks import key_check_results, key_check_specs, share_check
 from orchestration.metadata import asset_spec, materialization_metadata
 from orchestration.partitions import ingest_batches
 from orchestration.resources import LakeResource, ModelsResource
+from orchestration.tables import TABLES
 
 Analyze = Callable[[dict, Path], Mapping[str, pl.DataFrame]]
 Setup = Callable[[ModelsResource, str, pl.DataFrame], Analyze]
@@ -86,7 +87,7 @@ def per_video_stage(
         for t in tables:
             yield dg.MaterializeResult(asset_key=t, metadata={**materialization_metadata(t, run.frames[t], lake.count(t)), **stage_meta, **extra.get(t, {})})
         for t in tables:
-            yield from key_check_results(t, lake.read(t, video_ids=ids))
+            yield from key_check_results(t, lake.scan(t).filter(pl.col("video_id").is_in(ids)).select(TABLES[t].key).collect())
         for _, evaluate in checks:
             yield from evaluate(run, uri, ids)
 

@@ -19,6 +19,7 @@ from orchestration.checks import key_check_results, key_check_specs, share_check
 from orchestration.metadata import asset_spec, materialization_metadata
 from orchestration.resources import LakeResource, ModelsResource
 from orchestration.stage_assets import per_video_stage
+from orchestration.tables import TABLES
 from orchestration.thresholds import threshold
 
 UPSTREAM = ("face_tracks", "shots", "speaker_turns", "video_speakers", "transcripts")
@@ -113,11 +114,19 @@ def compute_speaker_update(lake: LakeResource, video_ids: list[str], threshold: 
     # not each found a cluster for the same person
     pool="speaker_ids",
 )
-def speaker_ids(context: dg.AssetExecutionContext, lake: LakeResource):
+def speaker_ids(context: dg.AssetExecutionContext, lake: LakeResource, models: ModelsResource):
     """Dataset-wide speaker ids for every video whose binding changed since its ids were
     given, whichever batch or run it came from (see assets.binding.speaker_ids)."""
-    status = lake.scan("stage_status").filter(pl.col("stage").is_in(["binding", SPEAKER_IDS_STAGE])).collect()
+    # two stages' status rows (a few small columns per video) decide what is new; the ids
+    # themselves read only centroids and the touched clusters' members
+    status = lake.scan("stage_status").filter(pl.col("stage").is_in(["binding", SPEAKER_IDS_STAGE])).select("stage", "video_id", "batch_id", "status", "attempts", "updated_at").collect()
     todo = videos_needing_ids(status)
+    if not todo:
+        context.log.info("no video's binding changed since its speaker ids were given")
+        for t in ("speaker_assignments", "speakers"):
+            yield dg.MaterializeResult(asset_key=t, metadata={**materialization_metadata(t, 0, lake.count(t)), "videos": 0})
+            yield from key_check_results(t, TABLES[t].empty())
+        return
     update = compute_speaker_update(lake, todo, threshold("speaker_id_cos"))
     if update.removed:
         lake.delete_where("speakers", f"speaker_id IN ({lake_io.sql_list(update.removed)})")
@@ -130,9 +139,9 @@ def speaker_ids(context: dg.AssetExecutionContext, lake: LakeResource):
     done = {v: {"status": "ok"} for v in todo}
     for (batch,), ids in pl.DataFrame({"video_id": todo, "batch_id": [batches[v] for v in todo]}, schema={"video_id": pl.String, "batch_id": pl.String}).group_by(["batch_id"]):
         previous = status.filter((pl.col("stage") == SPEAKER_IDS_STAGE) & pl.col("video_id").is_in(ids["video_id"]))
-        lake.write("stage_status", status_rows(batch, SPEAKER_IDS_STAGE, "", {v: done[v] for v in ids["video_id"]}, previous))
+        lake.write("stage_status", status_rows(batch, SPEAKER_IDS_STAGE, models.fingerprint(), {v: done[v] for v in ids["video_id"]}, previous))
     common = {"videos": len(todo), "unassigned_units": update.unassigned.height, "speakers_removed": len(update.removed)}
     yield dg.MaterializeResult(asset_key="speaker_assignments", metadata={**materialization_metadata("speaker_assignments", update.assignments, lake.count("speaker_assignments")), **common})
     yield dg.MaterializeResult(asset_key="speakers", metadata={**materialization_metadata("speakers", update.speakers, lake.count("speakers")), **common})
-    yield from key_check_results("speaker_assignments", lake.read("speaker_assignments", video_ids=todo))
-    yield from key_check_results("speakers", lake.read("speakers"))
+    yield from key_check_results("speaker_assignments", lake.scan("speaker_assignments").filter(pl.col("video_id").is_in(todo)).select("video_id", "unit").collect())
+    yield from key_check_results("speakers", lake.scan("speakers").select("speaker_id").collect())
