@@ -4,7 +4,8 @@
 
 For each video the audio is decoded, VAD and diarization run once (the audio stage's own
 functions and thresholds), then every option decodes the same speech with the same model
-(the Whisper model of ``SPEAKERLAKE_ASR_MODEL_DIR``, beam and batch from the thresholds):
+(the Whisper model of the ``models`` settings, ``SPEAKERLAKE_ASR_MODEL_DIR`` in the
+environment, loaded once with ``load_audio_models``; beam and batch from the thresholds):
 
 * ``merged 30 s``: speech regions merged greedily into windows of <= 30 s (the former stage)
 * ``merged 10 s``: the same with windows of <= 10 s
@@ -61,22 +62,21 @@ def turns_with_words(gt: dict, words: list[tuple[float, float]]) -> int:
     return sum(any(t["start"] - 0.1 < (a + b) / 2 < t["end"] + 0.1 for a, b in words) for t in gt["turns"])
 
 
-def measure(video: Path, repeats: int = 1, only: str = "") -> list[dict]:
+def measure(video: Path, models, repeats: int = 1, only: str = "") -> list[dict]:
+    """Every option on one video; ``models`` from ``assets.audio.pipeline.load_audio_models``."""
     from faster_whisper import BatchedInferencePipeline
 
     from assets.audio import asr as asr_mod
     from assets.audio.decode import SAMPLE_RATE, decode_audio
     from assets.audio.pipeline import asr_params, diarization_params, run_diarization, run_vad, vad_params
-    from orchestration.settings import model_dir
 
     gt = json.loads(video.with_suffix(".json").read_text())
     audio = decode_audio(video)
     seconds = len(audio) / SAMPLE_RATE
-    regions = run_vad(audio, model_dir("SPEAKERLAKE_VAD_MODEL", what="silero VAD"), vad_params())
-    turns = [(f"S{t.speaker}", t.start, t.end) for t in run_diarization(audio, regions, diarization_params())]
-    device, compute_type = asr_mod.device_and_compute_type()
-    model = asr_mod.load_asr(str(model_dir("SPEAKERLAKE_ASR_MODEL_DIR", what="Whisper")), device, compute_type, None).model
-    base = asr_params()
+    regions = run_vad(audio, models.vad, vad_params())
+    turns = [(f"S{t.speaker}", t.start, t.end) for t in run_diarization(audio, regions, models, diarization_params())]
+    model = models.asr.model
+    base = asr_params(models.settings.asr_language)
     ref = _gt_text(gt)
     options = {
         "merged 30 s": (replace(base, windowing="merged", chunk_s=30.0, max_rounds=0), None),
@@ -148,9 +148,13 @@ def main() -> None:
     p.add_argument("--only", default="", help="run only the options whose name contains this")
     a = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from assets.audio.pipeline import load_audio_models
+    from orchestration.resources import models_from_env
+
+    models = load_audio_models(models_from_env(resolved=True).audio())
     rows = []
     for name in a.videos.split(","):
-        rows += measure(Path(a.corpus) / f"{name}.mp4", a.repeats, a.only)
+        rows += measure(Path(a.corpus) / f"{name}.mp4", models, a.repeats, a.only)
     if a.out:
         Path(a.out).write_text(json.dumps(rows, indent=1))
 

@@ -210,7 +210,7 @@ def ensure_punkt_tab(language: str = "english") -> None:
         return
     except LookupError:
         pass
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "speakerlake" / "nltk_data"
+    root = Path.home() / ".cache" / "speakerlake" / "nltk_data"
     d = root / "tokenizers" / "punkt_tab" / language
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
     for name in ("collocations.tab", "sent_starters.txt", "ortho_context.tab"):
