@@ -564,7 +564,7 @@ def test_spliced_window_times_map_back_to_the_file():
 @pytest.fixture(scope="module")
 def conv_long(audio_env, demo_corpus_dir):
     gt = json.loads((demo_corpus_dir / "conv_long.json").read_text())
-    return gt, analyze_audio("conv_long", demo_corpus_dir / "conv_long.mp4"), demo_corpus_dir / "conv_long.mp4"
+    return gt, analyze_audio("conv_long", demo_corpus_dir / "conv_long.mp4", audio_env), demo_corpus_dir / "conv_long.mp4"
 
 
 def test_long_conversation_every_turn_gets_words(conv_long):
@@ -584,16 +584,15 @@ def test_long_conversation_every_turn_gets_words(conv_long):
     assert tr.group_by("window_id").agg(pl.col("speaker_local").n_unique())["speaker_local"].max() == 1
 
 
-def test_long_conversation_wer_matches_decoding_each_utterance_alone(conv_long):
+def test_long_conversation_wer_matches_decoding_each_utterance_alone(conv_long, audio_env):
     gt, result, mp4 = conv_long
     utts = [t for t in sorted(gt["turns"], key=lambda t: t["start"]) if t["text"]]
     ref = " ".join(t["text"] for t in utts)
     tr = result["transcripts"].sort("start")
     hyp = asr_mod.join_words([asr_mod.Word(w["word"], w["start"], w["end"], w["score"]) for ws in tr["words"].to_list() for w in ws])
     audio = decode_audio(mp4)
-    params = asr_params()
-    model = asr_mod.load_asr(os.environ["SPEAKERLAKE_ASR_MODEL_DIR"], *asr_mod.device_and_compute_type(), params.language).model
-    decoder = asr_mod.WhisperDecoder(model, language="en", params=params)
+    params = asr_params(audio_env.settings.asr_language)
+    decoder = asr_mod.WhisperDecoder(audio_env.asr.model, language="en", params=params)
     alone = decoder(audio, [((max(0.0, t["start"] - 0.2), t["end"] + 0.2),) for t in utts])
     hyp_alone = " ".join(s.text for segs in alone for s in segs)
     w_stage, w_alone = wer(ref, hyp), wer(ref, hyp_alone)
@@ -607,9 +606,8 @@ def test_loading_the_audio_models_prints_no_torchcodec_traceback(audio_env):
     import sys
 
     code = (
-        "import os\n"
         "from assets.audio import asr, diarization as d\n"
-        "asr.load_asr(os.environ['SPEAKERLAKE_ASR_MODEL_DIR'], 'cpu', 'int8', None)\n"
+        f"asr.load_asr({audio_env.settings.asr_model_dir!r}, 'cpu', 'int8', None)\n"
         "d.load_segmentation(str(d.segmentation_default_path()))\n"
         "import pyannote.audio.core.io as io\n"
         "print('decoder available:', io.TORCHCODEC_AVAILABLE)\n"
