@@ -390,23 +390,7 @@ def _conv_b() -> VideoSpec:
             ps, pe, ss, se, text = JFK_PHRASES[ref]
             a = _fade(jfk[int(ps * SR) : int(pe * SR)], 30.0)
             pieces.append(("B", a, ss - ps, se - ps, text, None))
-    total = lead_in + sum(len(p[1]) / SR for p in pieces) + sum(gaps) + tail
-    n = int(math.ceil(total * FPS)) * SPF
-    tracks = {"A": np.zeros(n, np.float32), "B": np.zeros(n, np.float32)}
-    turns = []
-    t = lead_in
-    for i, (who, a, ss, se, text, words) in enumerate(pieces):
-        s0 = int(round(t * SR))
-        tracks[who][s0 : s0 + len(a)] += a
-        t0 = s0 / SR
-        turn = {"person": who, "start": round(t0 + ss, 3), "end": round(t0 + se, 3), "text": text}
-        if words:
-            turn["words"] = [
-                {"word": w["word"], "start": round(t0 + w["start"], 3), "end": round(t0 + w["end"], 3)} for w in words
-            ]
-        turns.append(turn)
-        t = t0 + len(a) / SR + (gaps[i] if i < len(gaps) else 0.0)
-    mix = tracks["A"] + tracks["B"]
+    tracks, mix, turns = _sequence(pieces, gaps, lead_in, tail, ["A", "B"])
     people = [
         Person("A", "LibriVox reader", "gdp:4", "librivox:sense_and_sensibility_01"),
         Person("B", "JFK", "yaoming", "jfk"),
@@ -477,20 +461,7 @@ def _conv_long() -> VideoSpec:
         else:
             ps, pe, ss, se, text = full if ref == "full" else JFK_PHRASES[ref]
             pieces.append(("B", _fade(jfk[int(ps * SR) : int(pe * SR)], 30.0), ss - ps, se - ps, text, None))
-    total = lead_in + sum(len(p[1]) / SR for p in pieces) + sum(CONV_LONG_GAPS) + tail
-    n = int(math.ceil(total * FPS)) * SPF
-    tracks = {"A": np.zeros(n, np.float32), "B": np.zeros(n, np.float32)}
-    turns = []
-    t = lead_in
-    for i, (who, a, ss, se, text, words) in enumerate(pieces):
-        s0 = int(round(t * SR))
-        tracks[who][s0 : s0 + len(a)] += a
-        t0 = s0 / SR
-        turn = {"person": who, "start": round(t0 + ss, 3), "end": round(t0 + se, 3), "text": text}
-        if words:
-            turn["words"] = [{"word": w["word"], "start": round(t0 + w["start"], 3), "end": round(t0 + w["end"], 3)} for w in words]
-        turns.append(turn)
-        t = t0 + len(a) / SR + (CONV_LONG_GAPS[i] if i < len(CONV_LONG_GAPS) else 0.0)
+    tracks, mix, turns = _sequence(pieces, CONV_LONG_GAPS, lead_in, tail, ["A", "B"])
     people = [
         Person("A", "LibriVox reader", "t1:1", "librivox:sense_and_sensibility_01"),
         Person("B", "JFK", "t1:2", "jfk"),
@@ -509,7 +480,7 @@ def _conv_long() -> VideoSpec:
         ShotSpec(at(9, "start", 0.0), "two_shot", ("A", "B"), "rocket"),
     ]
     audio = AudioPlan(
-        tracks["A"] + tracks["B"],
+        mix,
         tracks,
         turns,
         {"librivox": "utterances 0870 (twice), 0880, 0890, 0920, 0930", "jfk": "jfk.wav phrases 0, 1, 2, 0 and 0.00-10.60 s whole"},
