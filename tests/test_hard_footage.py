@@ -32,7 +32,7 @@ import polars as pl
 import pytest
 
 from assets.binding import BindingParams, analyze_binding
-from assets.binding.assign import bind_speakers, mark_evidence
+from assets.binding.assign import EvidenceRule, bind_speakers, mark_evidence
 from assets.vision.params import VisionParams
 from assets.vision.shots import GradualParams, GradualTransitionFinder, merge_transitions
 from demo.build_corpus import gt_face_boxes
@@ -247,10 +247,10 @@ def test_binding_needs_a_plausible_offset_and_a_clear_margin():
     ss = TABLES["sync_scores"].conform(
         pl.DataFrame([{"video_id": "v", "track_id": t, "turn_id": k, "speaker_local": s, "start": a, "end": b, "offset": o, "confidence": c, "dist": 1 - c} for s, t, k, a, b, o, c in rows])
     )
-    ev = mark_evidence(ss, min_confidence=0.4, max_offset=6, min_margin=0.2)
+    ev = mark_evidence(ss, min_confidence=0.4, rule=EvidenceRule(max_offset=6, min_margin=0.2))
     assert ev["synced"].to_list() == [True, True, False, False, False]
     assert ev["rival"].to_list() == [0.0, 0.0, 0.55, 0.7, 0.7]
-    b = bind_speakers("v", ["talker", "offscreen"], ss, min_confidence=0.4, prior_s=2.0, max_offset=6, min_margin=0.2)
+    b = bind_speakers("v", ["talker", "offscreen"], ss, min_confidence=0.4, prior_s=2.0, rule=EvidenceRule(max_offset=6, min_margin=0.2))
     got = {r["speaker_local"]: (r["track_id"], r["reason"]) for r in b.iter_rows(named=True)}
     assert got["talker"][0] in (0, 1) and got["talker"][1] is None
     assert got["offscreen"] == (None, "no_synced_face")
@@ -275,7 +275,7 @@ def test_listening_to_an_off_screen_voice():
 
     def labels(offset_1: int, conf_1: float) -> dict[int, set[str]]:
         ss = pl.DataFrame({"track_id": [0, 1], "turn_id": [0, 0], "start": [0.2, 0.2], "end": [3.8, 3.8], "offset": [-1, offset_1], "confidence": [0.5, conf_1]})
-        out = listening_frames(tracks([0, 1]), turns, ss, bindings, ident, transcripts, FPS, 100, min_gap=0.25, speaker_min_conf=0.4, max_sync=0.4, asr_min_logprob=-1.0, max_offset=6, min_margin=0.2, min_seconds=1.0)
+        out = listening_frames(tracks([0, 1]), turns, ss, bindings, ident, transcripts, FPS, 100, min_gap=0.25, speaker_min_conf=0.4, max_sync=0.4, asr_min_logprob=-1.0, rule=EvidenceRule(6, 0.2, 1.0))
         got: dict[int, set[str]] = {}
         for lab in out:
             got.setdefault(lab["track_id"], set()).add(lab["kind"])

@@ -32,12 +32,14 @@ Unbound speakers keep a row with ``track_id`` null and a ``reason``:
   better (one-to-one).
 Bound speakers have ``reason`` null.
 
-``max_offset``/``min_margin``/``min_seconds`` None (direct callers only; the pipeline
-always passes the settings) skip those checks: every row at or above ``min_confidence``
-counts.
+An :class:`EvidenceRule` field left None (direct callers only; the pipeline always passes
+the settings, `BindingParams.evidence`) skips that check: every row at or above
+``min_confidence`` counts.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -46,7 +48,18 @@ from scipy.optimize import linear_sum_assignment
 from orchestration.tables import TABLES
 
 
-def mark_evidence(sync_scores: pl.DataFrame, *, min_confidence: float, max_offset: int | None = None, min_margin: float | None = None, min_seconds: float | None = None) -> pl.DataFrame:
+@dataclass(frozen=True)
+class EvidenceRule:
+    """When a sync row is evidence that a mouth speaks with a voice, beyond its confidence:
+    a plausible offset, a clear margin over the other faces on screen, a long enough window.
+    None skips that check."""
+
+    max_offset: int | None = None  # |offset| in video frames
+    min_margin: float | None = None  # confidence minus the best rival's
+    min_seconds: float | None = None  # window length
+
+
+def mark_evidence(sync_scores: pl.DataFrame, *, min_confidence: float, rule: EvidenceRule = EvidenceRule()) -> pl.DataFrame:
     """``sync_scores`` plus ``rival`` (best confidence of another track over an overlapping
     part of the same turn, 0 when alone on screen) and ``synced`` (the row is evidence)."""
     if sync_scores.is_empty():
@@ -58,12 +71,12 @@ def mark_evidence(sync_scores: pl.DataFrame, *, min_confidence: float, max_offse
         rival.append(max(others) if others else 0.0)
     out = sync_scores.with_columns(rival=pl.Series(rival, dtype=pl.Float64))
     synced = pl.col("confidence") >= min_confidence
-    if max_offset is not None:
-        synced = synced & (pl.col("offset").abs() <= max_offset)
-    if min_margin is not None:
-        synced = synced & (pl.col("confidence") - pl.col("rival") >= min_margin)
-    if min_seconds is not None:
-        synced = synced & (pl.col("end") - pl.col("start") >= min_seconds - 1e-9)
+    if rule.max_offset is not None:
+        synced = synced & (pl.col("offset").abs() <= rule.max_offset)
+    if rule.min_margin is not None:
+        synced = synced & (pl.col("confidence") - pl.col("rival") >= rule.min_margin)
+    if rule.min_seconds is not None:
+        synced = synced & (pl.col("end") - pl.col("start") >= rule.min_seconds - 1e-9)
     return out.with_columns(synced=synced)
 
 
@@ -88,11 +101,11 @@ def pair_scores(evidence: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def bind_speakers(video_id: str, speakers: list[str], sync_scores: pl.DataFrame, *, min_confidence: float, prior_s: float, max_offset: int | None = None, min_margin: float | None = None, min_seconds: float | None = None) -> pl.DataFrame:
+def bind_speakers(video_id: str, speakers: list[str], sync_scores: pl.DataFrame, *, min_confidence: float, prior_s: float, rule: EvidenceRule = EvidenceRule()) -> pl.DataFrame:
     """The ``bindings`` rows of one video (one per speaker in ``speakers``)."""
     spec = TABLES["bindings"]
     speakers = sorted(set(speakers))
-    pairs = pair_scores(mark_evidence(sync_scores, min_confidence=min_confidence, max_offset=max_offset, min_margin=min_margin, min_seconds=min_seconds))
+    pairs = pair_scores(mark_evidence(sync_scores, min_confidence=min_confidence, rule=rule))
     tracks = sorted(set(pairs["track_id"].to_list()))
     rows = []
     if not speakers:

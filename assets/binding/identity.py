@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from assets.binding.assign import mark_evidence, pair_scores
+from assets.binding.assign import EvidenceRule, mark_evidence, pair_scores
 from orchestration.tables import TABLES
 
 
@@ -57,7 +57,7 @@ def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-def video_identities(video_id: str, face_tracks: pl.DataFrame, sync_scores: pl.DataFrame, bindings: pl.DataFrame, *, min_confidence: float, outlier_cos: float, same_cos: float, max_offset: int | None = None, min_margin: float | None = None, min_seconds: float | None = None) -> pl.DataFrame:
+def video_identities(video_id: str, face_tracks: pl.DataFrame, sync_scores: pl.DataFrame, bindings: pl.DataFrame, *, min_confidence: float, outlier_cos: float, same_cos: float, rule: EvidenceRule = EvidenceRule()) -> pl.DataFrame:
     """``track_identities`` rows of one video (see module doc)."""
     spec = TABLES["track_identities"]
     if face_tracks.is_empty():
@@ -75,7 +75,7 @@ def video_identities(video_id: str, face_tracks: pl.DataFrame, sync_scores: pl.D
 
     # 1. sync labels
     label: dict[int, str] = {}
-    evidence = mark_evidence(sync_scores, min_confidence=min_confidence, max_offset=max_offset, min_margin=min_margin, min_seconds=min_seconds)
+    evidence = mark_evidence(sync_scores, min_confidence=min_confidence, rule=rule)
     for r in pair_scores(evidence).sort("synced_confidence", "speaker_local", descending=[True, False]).iter_rows(named=True):
         t = int(r["track_id"])
         if t not in label and r["synced_confidence"] >= min_confidence:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from assets.binding.assign import EvidenceRule
 from orchestration.tables import TABLES
 
 
@@ -64,9 +65,7 @@ def listening_frames(
     speaker_min_conf: float,
     max_sync: float,
     asr_min_logprob: float,
-    max_offset: int | None = None,
-    min_margin: float | None = None,
-    min_seconds: float | None = None,
+    rule: EvidenceRule = EvidenceRule(),
 ) -> list[dict]:
     """Per-frame listening labels: dicts with frame, track_id, kind, speaker_local,
     speaker_track_id, gap."""
@@ -94,7 +93,7 @@ def listening_frames(
 
     def plausible(t: int, k: int) -> bool:
         """The row's best offset is one real lips show, over a window long enough to tell."""
-        return (max_offset is None or abs(offset[(t, k)]) <= max_offset) and (min_seconds is None or seconds[(t, k)] >= min_seconds - 1e-9)
+        return (rule.max_offset is None or abs(offset[(t, k)]) <= rule.max_offset) and (rule.min_seconds is None or seconds[(t, k)] >= rule.min_seconds - 1e-9)
 
     out = []
     for j in range(n_frames):
@@ -120,7 +119,7 @@ def listening_frames(
                 if scored:
                     best = max(scored, key=lambda t: (conf[(t, k)], -t))
                     rival = max((conf[(t, k)] for t in V if t != best and (t, k) in conf), default=0.0)
-                    if conf[(best, k)] >= speaker_min_conf and plausible(best, k) and (min_margin is None or conf[(best, k)] - rival >= min_margin):
+                    if conf[(best, k)] >= speaker_min_conf and plausible(best, k) and (rule.min_margin is None or conf[(best, k)] - rival >= rule.min_margin):
                         sp = best
         if sp is not None:
             c_sp = conf.get((sp, k))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from assets.binding.assign import EvidenceRule
 from orchestration.thresholds import threshold
 
 SYNC_SCALE = ("bind_min_confidence", "bind_min_margin", "listen_min_gap", "listen_max_sync")
@@ -45,6 +46,10 @@ class BindingParams:
             v = threshold(key)
             vals[name] = int(round(v)) if f.type in (int, "int") else float(v)
         return cls(**vals)
+
+    def evidence(self) -> EvidenceRule:
+        """When a sync row is evidence (the same rule for binding, identities and listening)."""
+        return EvidenceRule(self.sync_plausible_offset, self.bind_min_margin, self.bind_min_evidence_s)
 
     def with_(self, **kw) -> "BindingParams":
         return replace(self, **kw)

@@ -132,9 +132,7 @@ def analyze_binding(
         sync,
         min_confidence=params.bind_min_confidence,
         prior_s=params.bind_prior_s,
-        max_offset=params.sync_plausible_offset,
-        min_margin=params.bind_min_margin,
-        min_seconds=params.bind_min_evidence_s,
+        rule=params.evidence(),
     )
     t2 = time.perf_counter()
     stats.bind = t2 - t1
@@ -147,9 +145,7 @@ def analyze_binding(
         min_confidence=params.bind_min_confidence,
         outlier_cos=params.identity_outlier_cos,
         same_cos=params.identity_same_cos,
-        max_offset=params.sync_plausible_offset,
-        min_margin=params.bind_min_margin,
-        min_seconds=params.bind_min_evidence_s,
+        rule=params.evidence(),
     )
     t3 = time.perf_counter()
     stats.identity = t3 - t2
@@ -167,9 +163,7 @@ def analyze_binding(
         speaker_min_conf=params.bind_min_confidence,
         max_sync=params.listen_max_sync,
         asr_min_logprob=params.listen_asr_min_logprob,
-        max_offset=params.sync_plausible_offset,
-        min_margin=params.bind_min_margin,
-        min_seconds=params.bind_min_evidence_s,
+        rule=params.evidence(),
     )
     listening = merge_spans(video_id, labels, fps, merge_gap_s=params.listen_merge_gap_s, min_s=params.listen_min_s)
     stats.listening = time.perf_counter() - t3
