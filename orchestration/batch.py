@@ -93,15 +93,14 @@ def video_status(stage_status: pl.DataFrame, video_ids: list[str], stages: Itera
     return grid.join(st, on=["stage", "video_id"], how="left").with_columns(pl.col("status").fill_null("pending"))
 
 
-def batch_progress(batch_id: str, lake_uri: str | None = None) -> dict[str, list[str]]:
-    """``{"pending": [...], "failed": [...]}``: videos of the batch that some per-video stage
-    has not run yet, or whose speaker ids were not given after their binding finished
+def progress(video_ids: list[str], stage_status: pl.DataFrame) -> dict[str, list[str]]:
+    """``{"pending": [...], "failed": [...]}`` among ``video_ids``: videos that some per-video
+    stage has not run yet, or whose speaker ids were not given after their binding finished
     (a crash or a setup failure) / that a stage recorded as failed (a video can be in both)."""
-    ids = batch_videos(batch_id, lake_uri)["video_id"].to_list()
-    if not ids:
+    if not video_ids:
         return {"pending": [], "failed": []}
-    st = lake.read("stage_status", lake_uri, video_ids=ids)
-    vs = video_status(st, ids)
+    st = stage_status.filter(pl.col("video_id").is_in(video_ids))
+    vs = video_status(st, video_ids)
     pending = set(vs.filter(pl.col("status") == "pending")["video_id"].to_list()) | set(videos_needing_ids(st))
     return {"pending": sorted(pending), "failed": sorted(set(vs.filter(pl.col("status") == "error")["video_id"].to_list()))}
 
@@ -127,14 +126,21 @@ def batch_work(batches: Iterable[str], lake_uri: str | None = None, *, retry_fai
     """batch -> the videos that still need a run ([] = every video: the batch was never
     ingested): pending ones (a run that crashed, or failed at setup), and with
     ``retry_failed`` the failed ones too (failed alone needs a fix, so it is opt-in)."""
+    batches = list(batches)
     steps = batch_done_steps(lake_uri)
+    # one read of each bookkeeping table for all batches, not one per batch
+    members = lake.scan("videos", lake_uri).filter(pl.col("batch_id").is_in(batches)).select("video_id", "batch_id").collect()
+    status = lake.scan("stage_status", lake_uri).filter(pl.col("video_id").is_in(members["video_id"].to_list())).collect()
+    by_batch: dict[str, list[str]] = {}
+    for vid, b in members.iter_rows():
+        by_batch.setdefault(b, []).append(vid)
     out = {}
     for b in batches:
         if "ingest" not in steps.get(b, set()):
             out[b] = []
             continue
-        progress = batch_progress(b, lake_uri)
-        videos = set(progress["pending"]) | (set(progress["failed"]) if retry_failed else set())
+        p = progress(sorted(by_batch.get(b, [])), status)
+        videos = set(p["pending"]) | (set(p["failed"]) if retry_failed else set())
         if videos:
             out[b] = sorted(videos)
     return out
