@@ -373,23 +373,10 @@ def _conv_a() -> VideoSpec:
 
 
 def _conv_b() -> VideoSpec:
-    lv = {Path(d["wav"]).stem: d for d in media.librivox()}
-    jfk = _normalise(_read_wav(media.jfk()["wav"]))
     lead_in, tail = 0.60, 0.66
     gaps = [0.25, 0.35, 0.20, 0.30, 0.25, 0.35]
     order = [("L", "0870"), ("J", 0), ("L", "0880"), ("J", 1), ("L", "0890"), ("J", 2), ("L", "0920")]
-    pieces = []  # (person, audio, speech_start, speech_end, text, words)
-    for who, ref in order:
-        if who == "L":
-            d = lv[ref]
-            a = _normalise(_read_wav(d["wav"]))
-            words = _librivox_words(d["json"])
-            text = d["txt"].read_text().strip()
-            pieces.append(("A", a, words[0]["start"], words[-1]["end"], text, words))
-        else:
-            ps, pe, ss, se, text = JFK_PHRASES[ref]
-            a = _fade(jfk[int(ps * SR) : int(pe * SR)], 30.0)
-            pieces.append(("B", a, ss - ps, se - ps, text, None))
+    pieces = [_librivox_piece("A", ref) if who == "L" else _jfk_piece("B", ref) for who, ref in order]
     tracks, mix, turns = _sequence(pieces, gaps, lead_in, tail, ["A", "B"])
     people = [
         Person("A", "LibriVox reader", "gdp:4", "librivox:sense_and_sensibility_01"),
@@ -448,19 +435,9 @@ CONV_LONG_GAPS = [0.30, 0.45, 0.25, 0.40, 0.30, 0.50, 0.35, 0.30, 0.45, 0.40]
 
 def _conv_long() -> VideoSpec:
     """Eleven alternating turns of the conv_b voices over 62 s: longer than two Whisper windows."""
-    lv = {Path(d["wav"]).stem: d for d in media.librivox()}
-    jfk = _normalise(_read_wav(media.jfk()["wav"]))
     full = (0.0, 10.60, JFK_PHRASES[0][2], JFK_PHRASES[-1][3], " ".join(p[4] for p in JFK_PHRASES))
     lead_in, tail = 0.60, 0.66
-    pieces = []  # (person, audio, speech_start, speech_end, text, words)
-    for who, ref in CONV_LONG_ORDER:
-        if who == "A":
-            d = lv[ref]
-            words = _librivox_words(d["json"])
-            pieces.append(("A", _normalise(_read_wav(d["wav"])), words[0]["start"], words[-1]["end"], d["txt"].read_text().strip(), words))
-        else:
-            ps, pe, ss, se, text = full if ref == "full" else JFK_PHRASES[ref]
-            pieces.append(("B", _fade(jfk[int(ps * SR) : int(pe * SR)], 30.0), ss - ps, se - ps, text, None))
+    pieces = [_librivox_piece("A", ref) if who == "A" else _jfk_piece("B", full if ref == "full" else ref) for who, ref in CONV_LONG_ORDER]
     tracks, mix, turns = _sequence(pieces, CONV_LONG_GAPS, lead_in, tail, ["A", "B"])
     people = [
         Person("A", "LibriVox reader", "t1:1", "librivox:sense_and_sensibility_01"),
@@ -526,9 +503,11 @@ def _librivox_piece(who: str, ref: str):
     return (who, a, words[0]["start"], words[-1]["end"], d["txt"].read_text().strip(), words)
 
 
-def _jfk_piece(who: str, k: int):
+def _jfk_piece(who: str, phrase: int | tuple):
+    """A piece of jfk.wav: phrase ``k`` of JFK_PHRASES, or a (piece start, piece end,
+    speech start, speech end, text) tuple of its own."""
     jfk = _normalise(_read_wav(media.jfk()["wav"]))
-    ps, pe, ss, se, text = JFK_PHRASES[k]
+    ps, pe, ss, se, text = JFK_PHRASES[phrase] if isinstance(phrase, int) else phrase
     return (who, _fade(jfk[int(ps * SR) : int(pe * SR)], 30.0), ss - ps, se - ps, text, None)
 
 
