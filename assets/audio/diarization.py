@@ -388,16 +388,21 @@ def extract_local_speakers(
     return LocalSpeakers(seg, binary, items, emb, np.asarray(clean_s, float), n_grid, speech)
 
 
-def embed_utterances(encoder, mel: np.ndarray, frame_sets: list[np.ndarray], *, partial: int = 160) -> np.ndarray:
-    """resemblyzer's ``embed_utterance`` on frame subsets: mean of 1.6 s partials (50 % overlap)."""
+def embed_utterances(encoder, mel: np.ndarray, frame_sets: list[np.ndarray], *, partial: int = 160, hop: int = 160) -> np.ndarray:
+    """resemblyzer's ``embed_utterance`` on frame subsets: mean of 1.6 s partials.
+
+    resemblyzer overlaps its partials by 50 %; here they do not overlap (``hop`` = ``partial``),
+    since the segmentation chunks already overlap by half, so every speech frame is still
+    embedded twice. That halves the LSTM time, the larger half of diarization; speaker counts and
+    DER on the demo corpus did not change (docs/benchmarks.md)."""
     parts: list[np.ndarray] = []
     owner: list[int] = []
     for i, idx in enumerate(frame_sets):
         if len(idx) <= partial:
             pieces = [idx]
         else:
-            pieces = [idx[a : a + partial] for a in range(0, len(idx) - partial + 1, partial // 2)]
-            if (len(idx) - partial) % (partial // 2):
+            pieces = [idx[a : a + partial] for a in range(0, len(idx) - partial + 1, hop)]
+            if (len(idx) - partial) % hop:
                 pieces.append(idx[-partial:])
         parts += pieces
         owner += [i] * len(pieces)
