@@ -133,7 +133,7 @@ class QwenVL:
 
         device = torch_device()
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True).to(device).eval()
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(path), dtype=dtype, local_files_only=True).to(device).eval()
         processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
         return cls(model, processor, device, max_new_tokens)
 
@@ -164,7 +164,7 @@ class TopicLLM:
 
         device = torch_device()
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(str(path), torch_dtype=dtype, local_files_only=True).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, local_files_only=True).to(device).eval()
         return cls(model, AutoTokenizer.from_pretrained(str(path), local_files_only=True), device, max_new_tokens, max_chars)
 
     def topic(self, asr_text: str) -> str | None:
