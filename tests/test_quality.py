@@ -186,7 +186,7 @@ def test_sampling_reads_only_the_sample_pairs(still_and_moving, params):
     path = still_and_moving["moving"]
     idx = sample_frames_for_clip(0.0, 3.0, 25.0, params.samples_per_clip)
     assert len(idx) == params.samples_per_clip and 0 < idx[0] < idx[-1] < 75
-    pairs = list(iter_pairs(path, idx, params.flow_step_frames, params.seek_gap_s))
+    pairs = list(iter_pairs(path, idx, params.flow_step_frames))
     assert [p.index for p in pairs] == idx
     all_frames = _frames(path)
     diff = lambda a, b: float(np.abs(a.astype(int) - b.astype(int)).mean())  # noqa: E731
@@ -195,7 +195,7 @@ def test_sampling_reads_only_the_sample_pairs(still_and_moving, params):
         assert diff(p.frame, all_frames[p.index]) < 2.0 < diff(p.frame, all_frames[p.index + 1])
         assert diff(p.later, all_frames[later]) < 2.0 < diff(p.later, all_frames[later - 1])
     # beyond the end: nothing to hand out, no error
-    assert list(iter_pairs(path, [200], params.flow_step_frames, params.seek_gap_s)) == []
+    assert list(iter_pairs(path, [200], params.flow_step_frames)) == []
 
 
 # ---------------------------------------------------------------- the stage on a real demo video

@@ -11,7 +11,6 @@ from orchestration.thresholds import threshold
 class QualityParams:
     samples_per_clip: int = 3
     flow_step_frames: int = 2
-    seek_gap_s: float = 2.0
     crop_max_px: int = 256
     brisque_worst: float = 100.0
     blur_half_var: float = 150.0
@@ -28,7 +27,6 @@ class QualityParams:
         return cls(
             samples_per_clip=int(threshold("quality_samples_per_clip")),
             flow_step_frames=int(threshold("quality_flow_step_frames")),
-            seek_gap_s=threshold("quality_seek_gap_s"),
             crop_max_px=int(threshold("quality_crop_max_px")),
             brisque_worst=threshold("quality_brisque_worst"),
             blur_half_var=threshold("quality_blur_half_var"),

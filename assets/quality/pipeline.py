@@ -116,7 +116,7 @@ def analyze_clips(
             by_frame.setdefault(f, []).append(len(accs) - 1)
 
     rows: list[dict] = []
-    for pair in iter_pairs(media_path, sorted(by_frame), params.flow_step_frames, params.seek_gap_s):
+    for pair in iter_pairs(media_path, sorted(by_frame), params.flow_step_frames):
         on_screen = sum(s <= pair.index < e for _, s, e in spans)
         for ci in by_frame[pair.index]:
             acc = accs[ci]

@@ -2,10 +2,9 @@
 
 Each clip gets ``samples_per_clip`` sample frames, evenly spread (at (k + 0.5) / K of the
 clip), and with each the frame ``flow_step_frames`` later (the pair optical flow is measured
-on). So a clip costs 2 K decoded-and-converted frames (6 with the defaults). Decoding walks
-the sorted sample frames of the whole video once: it seeks (to the keyframe before) when the
-next needed frame is more than ``seek_gap_s`` ahead and decodes forward otherwise; skipped
-frames are decoded but never converted. Only the frames of pairs not yet handed out are held.
+on). So a clip costs 2 K converted frames (6 with the defaults). Decoding walks the sorted
+sample frames of the whole video once (see :func:`iter_pairs`); frames between samples are
+decoded but never converted. Only the frames of pairs not yet handed out are held.
 """
 
 from __future__ import annotations
@@ -33,18 +32,30 @@ class FramePair:
     later: np.ndarray | None  # BGR, ``step`` frames later (None at the end of the video)
 
 
-def iter_pairs(path: str | Path, indices: list[int], step: int, seek_gap_s: float) -> Iterator[FramePair]:
-    """Every frame in ``indices`` (sorted, unique) with the frame ``step`` later, in order."""
+def keyframe_indices(path: str | Path) -> list[int]:
+    """Frame indices of the video's keyframes, from its packets (demuxed, not decoded)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps, tb = stream_fps(stream), float(stream.time_base)
+        start = float(stream.start_time or 0) * tb
+        return sorted(int(round((p.pts * tb - start) * fps)) for p in container.demux(stream) if p.is_keyframe and p.pts is not None)
+
+
+def iter_pairs(path: str | Path, indices: list[int], step: int) -> Iterator[FramePair]:
+    """Every frame in ``indices`` (sorted, unique) with the frame ``step`` later, in order.
+
+    Decoding seeks only when the keyframe before the next sample lies beyond the last decoded
+    frame (a seek then skips whole GOPs without samples); otherwise it decodes forward. So no
+    frame is decoded twice, and the cost is at most one decode of the GOPs holding samples."""
     if not indices:
         return
+    keyframes = np.asarray(keyframe_indices(path) or [0])
     wanted = set(indices) | {i + step for i in indices}
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        fps = stream_fps(stream)
-        tb = float(stream.time_base)
+        fps, tb = stream_fps(stream), float(stream.time_base)
         start = float(stream.start_time or 0) * tb
-        seek_gap = max(1, int(round(seek_gap_s * fps)))
         held: dict[int, np.ndarray] = {}
         decoder: Iterator[av.VideoFrame] | None = None
         current = -1  # index of the last decoded frame
@@ -52,8 +63,9 @@ def iter_pairs(path: str | Path, indices: list[int], step: int, seek_gap_s: floa
         for target in indices:
             for i in [i for i in held if i < target]:
                 del held[i]
-            if (decoder is None or target - current > seek_gap or target < current - step) and target not in held:
-                container.seek(int((start + target / fps) / tb), stream=stream, backward=True, any_frame=False)
+            key_before = int(keyframes[max(0, np.searchsorted(keyframes, target, side="right") - 1)])
+            if target not in held and (decoder is None or key_before > current or target <= current - step):
+                container.seek(int((start + key_before / fps) / tb), stream=stream, backward=True, any_frame=False)
                 decoder, ended, current = container.decode(stream), False, -1
             while not ended and current < target + step:
                 try:
