@@ -4,7 +4,6 @@ run end to end on tiny random models, and the stage runs on a real demo video.""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import av
