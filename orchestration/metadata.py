@@ -86,6 +86,11 @@ def plot(table: str, df: pl.DataFrame) -> str | None:
             ax.scatter(df["offset"].to_numpy(), df["confidence"].to_numpy(), s=6)
             ax.set_xlabel("sync offset (frames)")
             ax.set_ylabel("confidence")
+        elif table == "clip_quality":
+            for col in ("visual_quality", "face_blur"):
+                ax.hist(df[col].drop_nulls().to_numpy(), bins=20, range=(0, 1), alpha=0.6, label=col)
+            ax.legend()
+            ax.set_xlabel("score (0-1, higher is better)")
         elif table == "transcripts" and "avg_logprob" in df.columns:
             ax.hist(df["avg_logprob"].drop_nulls().to_numpy(), bins=20)
             ax.set_xlabel("Whisper avg_logprob")

@@ -42,6 +42,9 @@ class ModelsResource(dg.ConfigurableResource):
     asr_language: str | None = _setting_field("asr_language")
     sync_backend: str | None = _setting_field("sync_backend", "mouth")
     syncnet_weights: str | None = _setting_field("syncnet_weights")
+    dover_onnx: str | None = _setting_field("dover_onnx")
+    vlm_model_dir: str | None = _setting_field("vlm_model_dir")
+    topic_llm_dir: str | None = _setting_field("topic_llm_dir")
 
     def audio(self) -> AudioModelSettings:
         return AudioModelSettings(

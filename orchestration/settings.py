@@ -44,6 +44,9 @@ MODEL_SETTINGS: dict[str, ModelSetting] = {
     "asr_language": ModelSetting("SPEAKERLAKE_ASR_LANGUAGE", "force the decoding language (default: detected)"),
     "sync_backend": ModelSetting("SPEAKERLAKE_SYNC_BACKEND", "lip-sync backend: mouth (2d106 mouth opening) or syncnet"),
     "syncnet_weights": ModelSetting("SPEAKERLAKE_SYNCNET_WEIGHTS", "syncnet_python checkpoint, for the syncnet backend"),
+    "dover_onnx": ModelSetting("SPEAKERLAKE_DOVER_ONNX", "optional DOVER ONNX export: clip_quality.visual_quality (default: BRISQUE from the brisque wheel)"),
+    "vlm_model_dir": ModelSetting("SPEAKERLAKE_VLM_MODEL_DIR", "optional Qwen2.5-VL model dir: clip_quality caption and motion rating (default: from measurements)"),
+    "topic_llm_dir": ModelSetting("SPEAKERLAKE_TOPIC_LLM_DIR", "optional causal-LM dir (transformers): clip_quality.topic from the video's ASR (default: no topic)"),
 }
 
 

@@ -1,0 +1,40 @@
+"""The clip_quality stage's knobs, read from sql/thresholds.csv (rows with stage=quality)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestration.thresholds import threshold
+
+
+@dataclass(frozen=True)
+class QualityParams:
+    samples_per_clip: int = 3
+    flow_step_frames: int = 2
+    crop_max_px: int = 256
+    brisque_worst: float = 100.0
+    blur_half_var: float = 150.0
+    motion_cuts: tuple[float, float, float, float] = (0.15, 0.4, 1.0, 2.5)
+    framing_close_up_min: float = 0.3
+    framing_medium_min: float = 0.12
+    facing_front_max_yaw: float = 20.0
+    facing_profile_min_yaw: float = 60.0
+    max_new_tokens: int = 48
+    topic_max_chars: int = 4000
+
+    @classmethod
+    def from_thresholds(cls) -> "QualityParams":
+        return cls(
+            samples_per_clip=int(threshold("quality_samples_per_clip")),
+            flow_step_frames=int(threshold("quality_flow_step_frames")),
+            crop_max_px=int(threshold("quality_crop_max_px")),
+            brisque_worst=threshold("quality_brisque_worst"),
+            blur_half_var=threshold("quality_blur_half_var"),
+            motion_cuts=tuple(threshold(f"motion_cut_{k}") for k in (2, 3, 4, 5)),
+            framing_close_up_min=threshold("framing_close_up_min"),
+            framing_medium_min=threshold("framing_medium_min"),
+            facing_front_max_yaw=threshold("facing_front_max_yaw"),
+            facing_profile_min_yaw=threshold("facing_profile_min_yaw"),
+            max_new_tokens=int(threshold("quality_max_new_tokens")),
+            topic_max_chars=int(threshold("topic_max_asr_chars")),
+        )
