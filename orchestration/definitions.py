@@ -18,17 +18,18 @@ from assets.audio import assets as audio_assets
 from assets.binding import assets as binding_assets
 from assets.ingest import assets as ingest_assets
 from assets.quality import assets as quality_assets
+from assets.tiers import assets as tiers_assets
 from assets.vision import assets as vision_assets
 from orchestration.resources import default_resources
 from orchestration.schedules import build_periodic_scan
 from orchestration.sensors import PROCESS_JOB, new_media_sensor
 
-STAGE_MODULES = [ingest_assets, audio_assets, vision_assets, binding_assets, quality_assets]
+STAGE_MODULES = [ingest_assets, audio_assets, vision_assets, binding_assets, quality_assets, tiers_assets]
 
 process_batch = dg.define_asset_job(
     PROCESS_JOB,
     selection=dg.AssetSelection.all(),
-    description="Everything for one ingest batch: ingest, audio, vision, binding.",
+    description="Everything for one ingest batch: ingest, audio, vision, binding, then the dataset-wide tiers.",
 )
 
 
@@ -48,10 +49,11 @@ def build_defs(executor: str = "multiprocess", resources: dict | None = None) ->
     return dg.Definitions(
         assets=dg.load_assets_from_modules(STAGE_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(STAGE_MODULES),
-        jobs=[process_batch],
+        jobs=[process_batch, tiers_assets.retier],
         sensors=[new_media_sensor],
         schedules=[build_periodic_scan()],
-        resources=resources if resources is not None else default_resources(),
+        # given resources replace the defaults of the same key (e.g. a test's lake); the rest keep theirs
+        resources={**default_resources(), **(resources or {})},
         executor=_executor(executor),
     )
 

@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -27,6 +28,7 @@ from deltalake.exceptions import CommitFailedError
 
 from orchestration.settings import get_settings, resolve_lake
 from orchestration.tables import TABLES, TableSpec
+from orchestration.thresholds import THRESHOLDS_CSV
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +156,7 @@ def _with_retry(fn, what: str):
 def write(name: str, df: pl.DataFrame, *, video_ids: Iterable[str] | None = None, lake: str | None = None) -> int:
     """Idempotently write ``df`` to table ``name`` using the table's declared write mode.
 
-    ``replace_videos`` tables need ``video_ids``: every row of those videos is replaced,
+    ``overwrite`` tables are replaced whole by ``df``. ``replace_videos`` tables need ``video_ids``: every row of those videos is replaced,
     including videos that now produce no rows. Returns the number of rows written.
     """
     spec = TABLES[name]
@@ -179,6 +181,11 @@ def write(name: str, df: pl.DataFrame, *, video_ids: Iterable[str] | None = None
             )
 
         _with_retry(do_merge, name)
+        return data.height
+
+    if spec.write == "overwrite":
+        # one commit replaces every row: readers see the old decision or the new one, never a mix
+        _with_retry(lambda: write_deltalake(uri, data.to_arrow(), mode="overwrite", storage_options=so), name)
         return data.height
 
     if video_ids is None:
@@ -283,10 +290,12 @@ def _duckdb_s3_secret(con: duckdb.DuckDBPyConnection) -> None:
 
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_CREATED = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:VIEW|TABLE)\s+(\w+)", re.IGNORECASE)
 
 
-def duckdb_connection(lake: str | None = None, *, views: bool = True) -> duckdb.DuckDBPyConnection:
-    """In-memory DuckDB with the delta/httpfs extensions and a view per existing table (sql/views.sql)."""
+def duckdb_connection(lake: str | None = None, *, views: bool = True, thresholds_csv: str | Path = THRESHOLDS_CSV) -> duckdb.DuckDBPyConnection:
+    """In-memory DuckDB with the delta/httpfs extensions and a view per existing table (sql/views.sql);
+    the ``thresholds`` view reads ``thresholds_csv``."""
     uri = lake_uri(lake)
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     load_packaged_extension(con, "httpfs")
@@ -294,13 +303,30 @@ def duckdb_connection(lake: str | None = None, *, views: bool = True) -> duckdb.
     if is_s3(uri):
         _duckdb_s3_secret(con)
     if views:
-        create_views(con, uri)
+        create_views(con, uri, thresholds_csv=thresholds_csv)
     return con
 
 
-def create_views(con: duckdb.DuckDBPyConnection, lake: str) -> list[str]:
+def run_sql_file(con: duckdb.DuckDBPyConnection, path: Path, **substitutions: str) -> list[str]:
+    """Execute the ``;``-separated statements of a file in sql/ (``--`` comment lines dropped,
+    ``{name}`` placeholders filled from ``substitutions``); returns each statement's name (the
+    name of ``CREATE [OR REPLACE] [TEMP] VIEW|TABLE name``)."""
+    text = "\n".join(line for line in path.read_text().splitlines() if not line.strip().startswith("--"))
+    made = []
+    for body in (s.strip() for s in text.split(";")):
+        if body:
+            for key, value in substitutions.items():
+                body = body.replace("{" + key + "}", value.replace("'", "''"))
+            con.execute(body)
+            named = _CREATED.match(body)
+            made.append(named.group(1) if named else body.split()[0])
+    return made
+
+
+def create_views(con: duckdb.DuckDBPyConnection, lake: str, *, thresholds_csv: str | Path = THRESHOLDS_CSV) -> list[str]:
     """One view per catalogue table (``delta_scan``; an empty view with the declared schema
-    while the table does not exist yet), then the extra views of sql/views.sql."""
+    while the table does not exist yet), then the extra views of sql/views.sql (the
+    ``thresholds`` view over ``thresholds_csv``)."""
     made = []
     for name, spec in TABLES.items():
         if table_exists(name, lake):
@@ -309,9 +335,5 @@ def create_views(con: duckdb.DuckDBPyConnection, lake: str) -> list[str]:
             con.register(f"__empty_{name}", spec.empty().to_arrow())
             con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM __empty_{name}")
         made.append(name)
-    text = "\n".join(line for line in (SQL_DIR / "views.sql").read_text().splitlines() if not line.strip().startswith("--"))
-    for body in (s.strip() for s in text.split(";")):
-        if body:
-            con.execute(body.replace("{lake}", lake).replace("{sql}", str(SQL_DIR)))
-            made.append(body.split()[4])
+    made += run_sql_file(con, SQL_DIR / "views.sql", lake=lake, sql=str(SQL_DIR), thresholds=str(thresholds_csv))
     return made

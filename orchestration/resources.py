@@ -1,6 +1,7 @@
-"""Dagster resources: where the lake is and where the models are.
+"""Dagster resources: where the lake is, where the models are, which thresholds file the
+dataset-wide tiers read.
 
-Both are ``ConfigurableResource``s, so the launchpad shows every field and a run can override
+All are ``ConfigurableResource``s, so the launchpad shows every field and a run can override
 it. :func:`default_resources` fills them from the environment with ``dg.EnvVar`` (the
 variables named in :data:`orchestration.settings.MODEL_SETTINGS`, ``SPEAKERLAKE_LAKE``), so
 existing settings keep working. A model setting that is not in the environment stays unset
@@ -21,7 +22,7 @@ from pydantic import Field
 from assets.audio.pipeline import AudioModelSettings
 from orchestration import lake as lake_io
 from orchestration.settings import MODEL_SETTINGS, resolve_lake
-from orchestration.thresholds import THRESHOLDS_CSV
+from orchestration.thresholds import THRESHOLDS_CSV, load
 
 
 def _setting_field(name: str, default=None):
@@ -93,8 +94,21 @@ class LakeResource(dg.ConfigurableResource):
     def count(self, table: str) -> int:
         return lake_io.count(table, self.uri)
 
-    def duckdb_connection(self) -> duckdb.DuckDBPyConnection:
-        return lake_io.duckdb_connection(self.uri)
+    def duckdb_connection(self, thresholds_csv: str | None = None) -> duckdb.DuckDBPyConnection:
+        """DuckDB with a view per table; the ``thresholds`` view reads ``thresholds_csv``
+        (default: the shipped sql/thresholds.csv)."""
+        return lake_io.duckdb_connection(self.uri, thresholds_csv=thresholds_csv or THRESHOLDS_CSV)
+
+
+class ThresholdsResource(dg.ConfigurableResource):
+    """The thresholds file the tier assets (and their Great Expectations contract) read. Point
+    it at an edited copy in the launchpad to re-cut the tiers without touching the shipped file
+    or rerunning any model stage (job ``retier``)."""
+
+    path: str = Field(default=str(THRESHOLDS_CSV), description="thresholds CSV (name,value,stage,description)")
+
+    def values(self) -> dict[str, str]:
+        return load(self.path)
 
 
 def models_from_env(environ: Mapping[str, str] | None = None, *, resolved: bool = False) -> ModelsResource:
@@ -112,4 +126,4 @@ def lake_from_env(environ: Mapping[str, str] | None = None) -> LakeResource:
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
-    return {"lake": lake_from_env(), "models": models_from_env()}
+    return {"lake": lake_from_env(), "models": models_from_env(), "thresholds": ThresholdsResource()}

@@ -9,6 +9,9 @@ Write modes:
 - ``replace_videos``: predicate overwrite of every row of the videos being written
   (``video_id IN (...)``). Per-video stages regenerate all of a video's rows at once,
   so a rerun replaces them instead of adding duplicates.
+- ``overwrite``: the whole table is replaced in one commit. For dataset-wide decisions
+  recomputed from scratch each time (tiers), so a rerun is idempotent and no row of an
+  older decision survives.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ class TableSpec:
     name: str
     schema: dict[str, pl.DataType]
     key: tuple[str, ...]
-    write: Literal["merge", "replace_videos"]
+    write: Literal["merge", "replace_videos", "overwrite"]
     description: str
     docs: dict[str, str] = field(default_factory=dict)  # column -> description (UI column schema)
     partition_by: tuple[str, ...] = field(default=())
@@ -474,6 +477,66 @@ _TABLES = [
             "motion": "mean optical-flow magnitude in the crop (pixels per frame at 128 px crop size)",
             "motion_score": "1 (still) to 5 (large motion), cut points in sql/thresholds.csv",
         },
+    ),
+    # ---- tiers (assets/tiers): dataset-wide decisions, recomputed whole from clips + clip_quality ----
+    TableSpec(
+        "clip_tiers",
+        {
+            "clip_id": pl.String,
+            "video_id": pl.String,
+            "speaker_id": pl.String,
+            "is_talking": pl.Boolean,
+            "duration": pl.Float64,
+            "tier": pl.String,
+            "reasons": pl.List(pl.String),
+            "sft_missed": pl.List(pl.String),
+        },
+        key=("video_id", "clip_id"),
+        write="overwrite",
+        description=(
+            "Every clip's tier (sql/tiers.sql): rejected by any of the paper's filters F1-F6, sft when it also meets "
+            "every SFT rule, else pretrain (pre-training and SFT are disjoint, as in the paper). Thresholds are the "
+            "stage=tiers rows of sql/thresholds.csv; a clip without clip_quality row is rejected (no_quality)."
+        ),
+        docs={
+            "tier": "rejected | pretrain | sft",
+            "reasons": "every filter rule the clip fails (F1_luminance_low, ..., no_quality); empty unless rejected",
+            "sft_missed": "every SFT rule the clip misses (SFT_face_blur, ...); empty for sft clips",
+        },
+    ),
+    TableSpec(
+        "sft_subset",
+        {
+            "clip_id": pl.String,
+            "video_id": pl.String,
+            "speaker_id": pl.String,
+            "start_seconds": pl.Float64,
+            "end_seconds": pl.Float64,
+            "duration": pl.Float64,
+            "is_talking": pl.Boolean,
+            "bbox": F32_LIST,
+            "raw_video_width": pl.Int32,
+            "raw_video_height": pl.Int32,
+            "text": pl.String,
+            "language": pl.String,
+            "avg_logprob": pl.Float64,
+            "no_speech_prob": pl.Float64,
+            "compression_ratio": pl.Float64,
+            "luminance": pl.Float64,
+            "clarity": pl.Float64,
+            "visual_quality": pl.Float64,
+            "face_blur": pl.Float64,
+            "hand_blur": pl.Float64,
+            "motion_score": pl.Int32,
+            "caption": pl.String,
+        },
+        key=("video_id", "clip_id"),
+        write="overwrite",
+        description=(
+            "The SFT subset (the paper's SFT_set.json): clip_tiers rows with tier sft, with the clip and quality "
+            "fields a fine-tuning loader needs. Guarded by the blocking Great Expectations contract "
+            "(expectations/sft_contract.py)."
+        ),
     ),
 ]
 

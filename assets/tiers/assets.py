@@ -1,0 +1,108 @@
+"""Dagster wiring of the quality tiers: ``clip_tiers`` (every clip's tier and reasons) and
+``sft_subset`` (the SFT clips), both non-partitioned full recomputes of a dataset-wide
+decision (the F3 clarity cut ranks the whole lake), and the blocking Great Expectations
+contract on ``sft_subset``: a failing contract stops every asset downstream of it.
+
+Re-cutting the tiers after a threshold edit is job ``retier`` (these two assets only, no
+model stage); the ``thresholds`` resource names the file, so an edited copy can be tried.
+"""
+
+import dagster as dg
+import polars as pl
+
+from assets.tiers.tiers import clip_tiers as decide_tiers
+from assets.tiers.tiers import reason_counts, sft_rows, tier_summary
+from expectations.sft_contract import validate
+from orchestration.checks import key_check_results, key_check_specs
+from orchestration.metadata import asset_spec, markdown_table, materialization_metadata
+from orchestration.resources import LakeResource, ThresholdsResource
+
+GROUP = "tiers"
+RETIER_JOB = "retier"
+TIER_ASSETS = ("clip_tiers", "sft_subset")
+# one tier decision at a time across runs: two batches finishing together would otherwise
+# both overwrite the whole table (a commit conflict at best)
+POOL = "tiers"
+
+
+def _rule_table(counts: pl.DataFrame) -> dg.MetadataValue:
+    return dg.MetadataValue.md(markdown_table(counts, max_rows=counts.height) if counts.height else "(none)")
+
+
+@dg.multi_asset(
+    name="clip_tiers",
+    specs=[asset_spec("clip_tiers", deps=["clips", "clip_quality"], group_name=GROUP, kinds={"delta", "duckdb"})],
+    check_specs=key_check_specs(["clip_tiers"]),
+    pool=POOL,
+)
+def clip_tiers(context: dg.AssetExecutionContext, lake: LakeResource, thresholds: ThresholdsResource):
+    """Every clip's tier from sql/tiers.sql over the whole lake."""
+    tiers = decide_tiers(lake.duckdb_connection(thresholds.path))
+    lake.write("clip_tiers", tiers)
+    summary = tier_summary(tiers)
+    context.log.info("tiers: %s", dict(zip(summary["tier"], summary["clips"])))
+    yield dg.MaterializeResult(
+        asset_key="clip_tiers",
+        metadata={
+            **materialization_metadata("clip_tiers", tiers.height, tiers.height),
+            **{f"clips_{t}": int(n) for t, n in zip(summary["tier"], summary["clips"])},
+            **{f"hours_{t}": dg.MetadataValue.float(float(h)) for t, h in zip(summary["tier"], summary["hours"])},
+            "tiers": dg.MetadataValue.md(markdown_table(summary, max_rows=summary.height)),
+            "reasons": _rule_table(reason_counts(tiers, "reasons")),
+            "sft_missed_by_kept_clips": _rule_table(reason_counts(tiers.filter(pl.col("tier") != "rejected"), "sft_missed")),
+            "thresholds_file": dg.MetadataValue.path(thresholds.path),
+        },
+    )
+    yield from key_check_results("clip_tiers", tiers)
+
+
+@dg.multi_asset(
+    name="sft_subset",
+    specs=[asset_spec("sft_subset", deps=["clip_tiers", "clips", "clip_quality"], group_name=GROUP, kinds={"delta", "duckdb"})],
+    check_specs=key_check_specs(["sft_subset"]),
+    pool=POOL,
+)
+def sft_subset(context: dg.AssetExecutionContext, lake: LakeResource, thresholds: ThresholdsResource):
+    """The clips clip_tiers put in the SFT tier, with their clip and quality fields."""
+    rows = sft_rows(lake.duckdb_connection(thresholds.path))
+    lake.write("sft_subset", rows)
+    yield dg.MaterializeResult(
+        asset_key="sft_subset",
+        metadata={
+            **materialization_metadata("sft_subset", rows, rows.height),
+            "hours": dg.MetadataValue.float(float(rows["duration"].sum() or 0.0) / 3600),
+            "speakers": rows["speaker_id"].n_unique(),
+        },
+    )
+    yield from key_check_results("sft_subset", rows)
+
+
+@dg.asset_check(
+    asset="sft_subset",
+    name="sft_contract",
+    blocking=True,
+    description=(
+        "Great Expectations contract of the SFT subset (expectations/sft_contract.py): columns, non-null keys, unique clip ids, "
+        "3-14 s clips, person box inside the frame, every SFT threshold. Blocking: when it fails nothing downstream runs."
+    ),
+)
+def sft_contract(lake: LakeResource, thresholds: ThresholdsResource) -> dg.AssetCheckResult:
+    result = validate(lake.read("sft_subset"), thresholds.values())
+    return dg.AssetCheckResult(
+        passed=result.success,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "rows": result.rows,
+            "expectations": result.evaluated,
+            "failed_expectations": dg.MetadataValue.md(result.markdown()),
+            # one entry per failed expectation with its unexpected row count, so the UI lists them
+            **{f.expectation: (f.unexpected_count if f.unexpected_count is not None else dg.MetadataValue.text(f.detail or "failed")) for f in result.failures},
+        },
+    )
+
+
+retier = dg.define_asset_job(
+    RETIER_JOB,
+    selection=dg.AssetSelection.assets(*TIER_ASSETS),
+    description="Re-cut the tiers after editing sql/thresholds.csv: clip_tiers and sft_subset (and their checks) only, no model stage.",
+)

@@ -1,0 +1,1 @@
+"""Great Expectations suites: data contracts run as blocking Dagster asset checks."""
