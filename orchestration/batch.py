@@ -30,7 +30,7 @@ import polars as pl
 from orchestration import lake
 from orchestration.tables import TABLES
 
-PER_VIDEO_STAGES = ("audio", "vision", "binding")
+PER_VIDEO_STAGES = ("audio", "vision", "binding", "clips")
 SPEAKER_IDS = "speaker_ids"  # the dataset-wide step after binding (assets/binding/assets.py)
 
 

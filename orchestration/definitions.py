@@ -16,18 +16,19 @@ import dagster as dg
 
 from assets.audio import assets as audio_assets
 from assets.binding import assets as binding_assets
+from assets.clips import assets as clips_assets
 from assets.ingest import assets as ingest_assets
 from assets.vision import assets as vision_assets
 from orchestration.resources import default_resources
 from orchestration.schedules import build_periodic_scan
 from orchestration.sensors import PROCESS_JOB, new_media_sensor
 
-STAGE_MODULES = [ingest_assets, audio_assets, vision_assets, binding_assets]
+STAGE_MODULES = [ingest_assets, audio_assets, vision_assets, binding_assets, clips_assets]
 
 process_batch = dg.define_asset_job(
     PROCESS_JOB,
     selection=dg.AssetSelection.all(),
-    description="Everything for one ingest batch: ingest, audio, vision, binding.",
+    description="Everything for one ingest batch: ingest, audio, vision, binding, speaker ids, clips.",
 )
 
 
