@@ -155,7 +155,7 @@ def analyze_clips(
                 "identity_unit": unit,
                 "start_seconds": start,
                 "end_seconds": end,
-                "duration": end - start,
+                "duration": s.n_frames / fps,
                 "is_talking": s.is_talking,
                 "clip_speaker_num": speakers_on_screen(s, ft, units),
                 "bbox": clip_bbox(*track_boxes[s.track_id], s.f0, s.f1, width, height, vision),
