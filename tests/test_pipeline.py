@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import polars as pl
-import pytest
 from polars.testing import assert_frame_equal
 
 from orchestration import lake
