@@ -3,7 +3,8 @@
 For each video of a corpus it measures, in one process:
 - the time to decode the same media (all video frames to BGR with PyAV; the audio to 16 kHz mono),
 - each stage's time (audio: VAD, diarization, ASR; vision: shots, detection, tracking,
-  landmarks, ArcFace; binding: sync, assignment, identity, listening),
+  landmarks, ArcFace; binding: sync, assignment, identity, listening; clips: its own audio
+  decode, spans, text, person boxes and lip sync over each clip),
 and reports stage ÷ decode and the real-time factor (stage seconds ÷ media seconds).
 Model loading is reported separately (it happens once per worker process).
 
@@ -85,11 +86,26 @@ def bench_video(path: Path, clock: Clock, models) -> dict:
     b_stats = BindingStats()
     tables = {**audio_tables, **vision_tables}
     w0, c0 = time.perf_counter(), _cpu()
-    analyze_binding(vid, audio if isinstance(audio, np.ndarray) else None, tables, stats=b_stats, media_path=path)
+    binding = analyze_binding(vid, audio if isinstance(audio, np.ndarray) else None, tables, stats=b_stats, media_path=path)
     clock.add(vid, "binding", "total", time.perf_counter() - w0, _cpu() - c0)
     for step in ("sync", "bind", "identity", "listening"):
         clock.add(vid, "binding", step, getattr(b_stats, step))
+    clock.timed(vid, "clips", "total", run_clips, vid, path, {**tables, **binding})
     return {"video": vid, "duration_s": duration, "frames": n_frames}
+
+
+def run_clips(vid: str, path: Path, tables: dict):
+    """The clips stage as its asset runs it: its own audio decode, then `analyze_clips`
+    (no dataset-wide speaker ids in the benchmark)."""
+    from assets.audio.decode import decode_audio
+    from assets.clips.pipeline import analyze_clips
+    from orchestration.tables import TABLES
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        video = {"video_id": vid, "fps": float(s.average_rate or 25), "width": s.width, "height": s.height}
+    audio = decode_audio(path)
+    return analyze_clips(video, {**tables, "speaker_assignments": TABLES["speaker_assignments"].empty()}, audio if isinstance(audio, np.ndarray) else None, media_path=path)
 
 
 def concurrent_pass(paths: list[Path], models) -> float:
@@ -109,7 +125,9 @@ def concurrent_pass(paths: list[Path], models) -> float:
             fa = pool.submit(analyze_audio, path.stem, path, models.audio)
             fv = pool.submit(analyze_video, path.stem, path, models.faces)
             audio = decode_audio(path)
-            analyze_binding(path.stem, audio if isinstance(audio, np.ndarray) else None, {**fa.result(), **fv.result()}, media_path=path)
+            tables = {**fa.result(), **fv.result()}
+            binding = analyze_binding(path.stem, audio if isinstance(audio, np.ndarray) else None, tables, media_path=path)
+            run_clips(path.stem, path, {**tables, **binding})
     return time.perf_counter() - t0
 
 

@@ -53,7 +53,7 @@ def build_suite(t: dict[str, str]):
             "luminance", "visual_quality", "face_blur", "motion_score",
         )],
         gxe.ExpectColumnValuesToBeUnique(column="clip_id"),
-        gxe.ExpectColumnValuesToBeBetween(column="duration", min_value=v("contract_clip_min_s"), max_value=v("contract_clip_max_s")),
+        gxe.ExpectColumnValuesToBeBetween(column="duration", min_value=v("clip_min_s"), max_value=v("clip_max_s")),
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="end_seconds", column_B="start_seconds"),
         # person box [x, y, w, h], normalised: four numbers, inside the frame, not empty
         gxe.ExpectColumnValuesToBeInSet(column="bbox_len", value_set=[4]),

@@ -30,7 +30,7 @@ import polars as pl
 from orchestration import lake
 from orchestration.tables import TABLES
 
-PER_VIDEO_STAGES = ("audio", "vision", "binding", "clip_quality")  # the clips stage goes before clip_quality
+PER_VIDEO_STAGES = ("audio", "vision", "binding", "clips", "clip_quality")
 SPEAKER_IDS = "speaker_ids"  # the dataset-wide step after binding (assets/binding/assets.py)
 
 

@@ -102,7 +102,7 @@ _TABLES = [
             "fingerprint it ran with; consecutive failed attempts. A video without a row for a stage is pending."
         ),
         docs={
-            "stage": "audio | vision | binding",
+            "stage": "audio | vision | binding | speaker_ids | clips",
             "status": "ok or error",
             "reason": "why the stage produced no rows for an ok video, or stage_error",
             "fingerprint": "hash of every model setting and sql/thresholds.csv the video was processed with",
@@ -562,7 +562,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "sha256": "sha256 of the source bytes", "raw_uri": "the copy in the lake's raw area", "duration_s": "container duration",
         "fps": "average frame rate", "n_frames": "video frames", "has_audio": "has a decodable audio stream",
     },
-    "rejects": {"stage": "ingest, audio, vision or binding", "reject_id": "hash of (stage, source, video): a rerun overwrites"},
+    "rejects": {"stage": "ingest, audio, vision, binding or clips", "reject_id": "hash of (stage, source, video): a rerun overwrites"},
     "video_speakers": {
         "speech_seconds": "seconds of the speaker's turns", "share": "share of the video's speech", "is_main": "one of the two main speakers",
         "top2_share": "the two main speakers' joint share of speech (SpeakerVid-5M keeps dyadic videos)",

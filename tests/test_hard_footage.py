@@ -328,3 +328,13 @@ def test_hard_cuts_only_without_the_gradual_setting():
     p = VisionParams.from_thresholds()
     assert p.gradual() == GradualParams(p.shot_gradual_half_window, p.shot_gradual_min_change, p.shot_gradual_max_residual, p.shot_gradual_min_mixed, p.shot_fade_level, p.shot_gradual_span_weight)
     assert VisionParams(shot_gradual_half_window=0).gradual() is None
+
+
+@pytest.mark.parametrize("name", HARD)
+def test_talking_clips_hold_their_persons_voice(hard, name):
+    """Clips on hard footage (dissolves, an off-screen voice, lips leading the voice): the
+    talking clips' speech is the shown person's voice alone for >= 95 % of it."""
+    from tests.gt_scoring import corpus_voice_purity
+
+    res = corpus_voice_purity({name: hard[name]})
+    assert res["clips"] >= 1 and res["purity"] >= 0.95 and res["worst"] >= 0.9, res

