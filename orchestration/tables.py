@@ -538,6 +538,101 @@ _TABLES = [
             "(expectations/sft_contract.py)."
         ),
     ),
+    # ---- branches (assets/branches, sql/branches.sql): dataset-wide, recomputed whole from the tiers ----
+    TableSpec(
+        "single",
+        {"clip_id": pl.String, "video_id": pl.String, "speaker_id": pl.String, "start_seconds": pl.Float64, "end_seconds": pl.Float64, "duration": pl.Float64, "tier": pl.String},
+        key=("video_id", "clip_id"),
+        write="overwrite",
+        description="Single branch: every kept (pretrain or sft) talking clip whose speaker is not in the VidChatBench test split.",
+        docs={"tier": "pretrain | sft"},
+    ),
+    TableSpec(
+        "dialogue_pairs",
+        {
+            "pair_id": pl.String,
+            "video_id": pl.String,
+            "initiator_clip_id": pl.String,
+            "responder_clip_id": pl.String,
+            "initiator_speaker_id": pl.String,
+            "responder_speaker_id": pl.String,
+            "initiator_speaker_local": pl.String,
+            "responder_speaker_local": pl.String,
+            "initiator_turn_id": pl.Int32,
+            "responder_turn_id": pl.Int32,
+            "gap_s": pl.Float64,
+            "tier": pl.String,
+        },
+        key=("video_id", "pair_id"),
+        write="overwrite",
+        description=(
+            "Dialogue branch: consecutive turns of the two bound main speakers of one video (gap <= dialogue_max_gap_s), "
+            "initiator clip -> responder clip, both kept; tier sft only when both clips are sft. Test-split speakers excluded."
+        ),
+        docs={"pair_id": "stable: hash of (initiator_clip_id, responder_clip_id)", "gap_s": "responder start minus initiator end (s; negative: overlap)"},
+    ),
+    TableSpec(
+        "listening_pairs",
+        {
+            "pair_id": pl.String,
+            "video_id": pl.String,
+            "listener_clip_id": pl.String,
+            "listener_speaker_id": pl.String,
+            "speaker_local": pl.String,
+            "speaker_id": pl.String,
+            "speaker_clip_id": pl.String,
+            "audio_start": pl.Float64,
+            "audio_end": pl.Float64,
+            "kind": pl.String,
+            "tier": pl.String,
+        },
+        key=("video_id", "pair_id"),
+        write="overwrite",
+        description="Listening branch: the talking speaker's audio span plus the listener's silent clip over the same span (co_present / not_co_present).",
+        docs={"speaker_clip_id": "the speaker's own talking clip over the span, when there is one", "audio_start": "the speaker's audio span (s)", "kind": "co_present or not_co_present"},
+    ),
+    TableSpec(
+        "multi_turn_context",
+        {
+            "pair_id": pl.String,
+            "video_id": pl.String,
+            "responder_clip_id": pl.String,
+            "dialogue_start": pl.Float64,
+            "context_clip_ids": pl.List(pl.String),
+            "context_speaker_ids": pl.List(pl.String),
+            "context_text": pl.String,
+            "context_seconds": pl.Float64,
+        },
+        key=("video_id", "pair_id"),
+        write="overwrite",
+        description="Contextual multi-turn: for each dialogue pair starting at x, the earlier turns' clips within [x - multi_turn_history_s, x] with their ASR joined as context.",
+    ),
+    TableSpec(
+        "multi_turn_chains",
+        {"chain_id": pl.String, "video_id": pl.String, "position": pl.Int32, "clip_id": pl.String, "speaker_id": pl.String, "gap_before_s": pl.Float64},
+        key=("video_id", "chain_id", "position"),
+        write="overwrite",
+        description="Sequential multi-turn: chains of adjacent talking clips of one video whose gaps are < multi_turn_max_gap_s (chain_id, position).",
+    ),
+    TableSpec(
+        "vidchat_testset",
+        {
+            "pair_id": pl.String,
+            "video_id": pl.String,
+            "initiator_clip_id": pl.String,
+            "responder_clip_id": pl.String,
+            "initiator_speaker_id": pl.String,
+            "responder_speaker_id": pl.String,
+            "rank": pl.Int32,
+            "seed": pl.Int64,
+        },
+        key=("video_id", "pair_id"),
+        write="overwrite",
+        description=(
+            "VidChatBench test split: up to vidchat_test_pairs dialogue pairs (deterministic for vidchat_seed) whose "
+            "speakers appear in no training row of any branch (the branches exclude them)."
+        ),
+    ),
 ]
 
 # Column meanings the UI's column schema shows (dagster/column_schema). Names used by many
