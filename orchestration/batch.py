@@ -36,9 +36,9 @@ SPEAKER_IDS = "speaker_ids"  # the dataset-wide step after binding (assets/bindi
 
 def batch_videos(batch_id: str, lake_uri: str | None = None, video_ids: Iterable[str] | None = None) -> pl.DataFrame:
     """The videos first ingested by ``batch_id`` (a re-ingested duplicate belongs to its first
-    batch), optionally only ``video_ids`` of them."""
+    batch), optionally only ``video_ids`` of them (None: all)."""
     lf = lake.scan("videos", lake_uri).filter(pl.col("batch_id") == batch_id)
-    if video_ids:
+    if video_ids is not None:  # [] = none of them
         lf = lf.filter(pl.col("video_id").is_in(list(video_ids)))
     return lf.collect().sort("video_id")
 
@@ -122,10 +122,32 @@ def batch_done_steps(lake_uri: str | None = None) -> dict[str, set[str]]:
     return out
 
 
-def batch_work(batches: Iterable[str], lake_uri: str | None = None, *, retry_failed: bool = False) -> dict[str, list[str]]:
-    """batch -> the videos that still need a run ([] = every video: the batch was never
-    ingested): pending ones (a run that crashed, or failed at setup), and with
-    ``retry_failed`` the failed ones too (failed alone needs a fix, so it is opt-in)."""
+# the per-video stages each stage reads: when a stage (re)processes a video, every stage
+# downstream of it must too, and no other
+STAGE_UPSTREAM: dict[str, tuple[str, ...]] = {"audio": (), "vision": (), "binding": ("audio", "vision"), "clips": ("binding",), "clip_quality": ("clips",)}
+
+
+def stage_work(video_ids: list[str], stage_status: pl.DataFrame, *, retry_failed: bool = False) -> dict[str, list[str]]:
+    """stage -> the videos of ``video_ids`` that stage must (re)process: those it has not run
+    yet (or failed on, with ``retry_failed``), plus those a stage it reads from reprocesses.
+    A stage added to the pipeline, or a crash in a late stage, reruns only the stages that need
+    it, not the models before them. Clips also wait for dataset-wide speaker ids."""
+    st = stage_status.filter(pl.col("video_id").is_in(video_ids))
+    vs = video_status(st, video_ids)
+    todo = vs.filter((pl.col("status") == "pending") | ((pl.col("status") == "error") & retry_failed))
+    need = {stage: set(todo.filter(pl.col("stage") == stage)["video_id"].to_list()) for stage in PER_VIDEO_STAGES}
+    need["clips"] |= set(videos_needing_ids(st))
+    for stage in PER_VIDEO_STAGES:  # in pipeline order: upstream sets are final when read
+        for up in STAGE_UPSTREAM[stage]:
+            need[stage] |= need[up]
+    return {stage: sorted(v) for stage, v in need.items()}
+
+
+def batch_work(batches: Iterable[str], lake_uri: str | None = None, *, retry_failed: bool = False) -> dict[str, dict[str, list[str]] | None]:
+    """batch -> what its run must do: ``None`` = every video in every stage (the batch was
+    never ingested), else :func:`stage_work` (pending videos: a run that crashed or failed at
+    setup; with ``retry_failed`` the failed ones too, which alone need a fix, so opt-in).
+    Batches with nothing to do are left out."""
     batches = list(batches)
     steps = batch_done_steps(lake_uri)
     # one read of each bookkeeping table for all batches, not one per batch
@@ -134,15 +156,14 @@ def batch_work(batches: Iterable[str], lake_uri: str | None = None, *, retry_fai
     by_batch: dict[str, list[str]] = {}
     for vid, b in members.iter_rows():
         by_batch.setdefault(b, []).append(vid)
-    out = {}
+    out: dict[str, dict[str, list[str]] | None] = {}
     for b in batches:
         if "ingest" not in steps.get(b, set()):
-            out[b] = []
+            out[b] = None
             continue
-        p = progress(sorted(by_batch.get(b, [])), status)
-        videos = set(p["pending"]) | (set(p["failed"]) if retry_failed else set())
-        if videos:
-            out[b] = sorted(videos)
+        work = stage_work(sorted(by_batch.get(b, [])), status, retry_failed=retry_failed)
+        if any(work.values()):
+            out[b] = work
     return out
 
 

@@ -208,7 +208,7 @@ def run_source(
     instance = _instance()
     new = plan_batches(source, batch_size or settings.batch_max_files, lake_uri) if source else []
     planned = planned_batches(lake_uri)
-    todo = batch_work(planned, lake_uri, retry_failed=retry_failed)  # batch -> videos ([] = every video)
+    todo = batch_work(planned, lake_uri, retry_failed=retry_failed)  # batch -> stage -> videos (None: everything)
     _progress(f"lake {lake_uri}: {len(new)} new batch(es){' from ' + source if source else ''}; {len(todo)} to run")
     known = set(instance.get_dynamic_partitions(ingest_batches.name))
     missing = [b for b in todo if b not in known]
@@ -223,11 +223,11 @@ def run_source(
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
     with workspace_launcher(instance, PROCESS_JOB) as launcher:
-        for b, only in sorted(todo.items()):
+        for b, work in sorted(todo.items()):
             t0 = time.perf_counter()
-            config = {**base, **(retry_run_config(only) if only else {})}
+            config = {**base, **(retry_run_config(work) if work is not None else {})}
             run_id = launcher.launch(config, {"dagster/partition": b, "speakerlake/batch": b})
-            what = f"{len(only)} video(s) with work left" if only else "every video"
+            what = "every video" if work is None else "work left: " + ", ".join(f"{s} {len(v)}" for s, v in work.items() if v)
             _progress(f"batch {b}: run {run_id} ({what})")
             outcome = launcher.wait(run_id)
             failures = _report(outcome.events)

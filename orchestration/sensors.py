@@ -16,7 +16,7 @@ import polars as pl
 
 from assets.ingest.planning import plan_batches, planned_batches
 from orchestration import lake
-from orchestration.batch import PER_VIDEO_STAGES
+from orchestration.batch import PER_VIDEO_STAGES, stage_work
 from orchestration.partitions import ingest_batches
 from orchestration.settings import get_settings
 from orchestration.thresholds import threshold
@@ -24,9 +24,10 @@ from orchestration.thresholds import threshold
 PROCESS_JOB = "process_batch"
 
 
-def retry_run_config(video_ids: list[str]) -> dict:
-    """Run config that makes every per-video stage process only ``video_ids``."""
-    return {"ops": {stage: {"config": {"video_ids": sorted(video_ids)}} for stage in PER_VIDEO_STAGES}}
+def retry_run_config(work: dict[str, list[str]]) -> dict:
+    """Run config that makes each per-video stage process only its videos (``work``: stage ->
+    videos, see batch.stage_work; a stage with none skips every video)."""
+    return {"ops": {stage: {"config": {"video_ids": sorted(work.get(stage, []))}} for stage in PER_VIDEO_STAGES}}
 
 
 def scan_for_batches(instance: dg.DagsterInstance) -> tuple[list[str], list[dg.RunRequest], list]:
@@ -41,14 +42,15 @@ def scan_for_batches(instance: dg.DagsterInstance) -> tuple[list[str], list[dg.R
 
 
 def retry_requests(max_attempts: int | None = None) -> list[dg.RunRequest]:
-    """One run request per batch with failed videos still under the attempt limit."""
+    """One run request per batch with failed videos still under the attempt limit; each stage
+    reruns only where it failed, or where a stage it reads from reruns."""
     limit = int(max_attempts if max_attempts is not None else threshold("retry_max_attempts"))
-    failed = (
-        lake.scan("stage_status")
-        .filter((pl.col("status") == "error") & (pl.col("attempts") < limit))
-        .select("batch_id", "video_id", "attempts")
-        .collect()
-    )
+    status = lake.scan("stage_status")
+    failed = status.filter((pl.col("status") == "error") & (pl.col("attempts") < limit)).select("batch_id", "video_id", "attempts").collect()
+    if failed.is_empty():
+        return []
+    # every stage's row of the failed videos (a few per video), read once for all batches
+    rows = status.filter(pl.col("video_id").is_in(failed["video_id"].unique().to_list())).collect()
     out = []
     for (batch,), g in failed.group_by(["batch_id"], maintain_order=True):
         ids = sorted(set(g["video_id"].to_list()))
@@ -57,7 +59,7 @@ def retry_requests(max_attempts: int | None = None) -> list[dg.RunRequest]:
             dg.RunRequest(
                 partition_key=batch,
                 run_key=f"{batch}:retry:{attempt}:{','.join(ids)}",
-                run_config=retry_run_config(ids),
+                run_config=retry_run_config(stage_work(ids, rows, retry_failed=True)),
                 tags={"speakerlake/batch": batch, "speakerlake/retry": str(attempt)},
             )
         )

@@ -31,9 +31,12 @@ StageChecks = Callable[[StageRun, str, list[str]], list[dg.AssetCheckResult]]
 class StageConfig(dg.Config):
     """Run config of a per-video stage."""
 
-    video_ids: list[str] = Field(
-        default_factory=list,
-        description="Process only these videos of the batch (e.g. the failed ones, `speakerlake run --retry-failed`); empty: every video.",
+    video_ids: list[str] | None = Field(
+        default=None,
+        description=(
+            "Process only these videos of the batch (e.g. the failed ones, `speakerlake run --retry-failed`); "
+            "not set: every video; empty: none (a resumed run whose other stages have the work)."
+        ),
     )
 
 
@@ -73,7 +76,7 @@ def per_video_stage(
     def _stage(context: dg.AssetExecutionContext, config: StageConfig, lake: LakeResource, models: ModelsResource):
         batch_id = context.partition_key
         uri = lake.uri
-        videos = batch_videos(batch_id, uri, config.video_ids or None)
+        videos = batch_videos(batch_id, uri, config.video_ids)
         analyze = setup(models, uri, videos)  # setup errors propagate: the step fails, nothing is recorded
 
         def one(video: dict):

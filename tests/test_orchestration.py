@@ -17,7 +17,7 @@ from deltalake import write_deltalake
 
 from assets.ingest.planning import plan_batches, planned_batches
 from orchestration import lake
-from orchestration.batch import PER_VIDEO_STAGES, incomplete_batches
+from orchestration.batch import PER_VIDEO_STAGES, incomplete_batches, stage_work
 from orchestration.checks import key_check_names, key_check_results
 from orchestration.definitions import build_defs
 from orchestration.resources import LakeResource, models_from_env
@@ -93,22 +93,42 @@ def test_a_corrupt_video_is_one_stage_error_and_retry_failed_reruns_only_it(tmp_
     failed_checks = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
     assert "vision_failed_share" in failed_checks  # 1 of 2 videos failed: above check_max_failed_share
 
-    # the cause is fixed; only the failed video runs again, in every per-video stage
+    # the cause is fixed; only the failed video runs again, in the failed stage and the ones after it
     raw.write_bytes(intact)
-    before = st.filter(pl.col("video_id").is_in(good)).select("stage", "video_id", "updated_at")
+    before = st.filter(pl.col("video_id").is_in(good) | (pl.col("stage") == "audio")).select("stage", "video_id", "updated_at")
     r = cli("run", "--retry-failed", "--lake", uri, "--in-process", env=dict(os.environ), cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:]
-    assert "1 video(s) with work left" in r.stdout
+    assert "work left: vision 1, binding 1, clips 1, clip_quality 1" in r.stdout
     st = statuses(uri)
     assert set(st["status"]) == {"ok"}
     assert set(st.filter(pl.col("video_id") == bad["video_id"])["attempts"]) == {0}
-    after = st.filter(pl.col("video_id").is_in(good)).select("stage", "video_id", "updated_at")
-    assert after.equals(before)  # the good video was not processed again
+    after = st.filter(pl.col("video_id").is_in(good) | (pl.col("stage") == "audio")).select("stage", "video_id", "updated_at")
+    assert after.equals(before)  # neither the good video nor the bad one's audio was processed again
     assert lake.read("face_tracks", uri, video_ids=[bad["video_id"]]).height > 0
     assert lake.read("rejects", uri).filter(pl.col("reason") == "stage_error").is_empty()
     # nothing left to retry
     r = cli("run", "--retry-failed", "--lake", uri, "--in-process", env=dict(os.environ), cwd=tmp_path)
     assert r.returncode == 0 and "0 to run" in r.stdout
+
+
+def _status(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
+    now = datetime.now(timezone.utc)
+    return pl.DataFrame(
+        [{"stage": st, "video_id": v, "status": s, "attempts": 0, "fingerprint": "f", "updated_at": now} for st, v, s in rows],
+        schema={"stage": pl.String, "video_id": pl.String, "status": pl.String, "attempts": pl.Int32, "fingerprint": pl.String, "updated_at": pl.Datetime("us", "UTC")},
+    )
+
+
+def test_a_resume_reruns_only_the_stages_that_need_it():
+    done = [(st, v, "ok") for v in ("a", "b", "c") for st in ("audio", "vision", "binding", "speaker_ids")]
+    # a: clips never ran (a stage added to the pipeline, or a crash after binding); b: complete;
+    # c: binding failed
+    status = _status(done + [("clips", "b", "ok"), ("clip_quality", "b", "ok"), ("clips", "c", "ok"), ("clip_quality", "c", "ok")])
+    status = status.with_columns(pl.when((pl.col("video_id") == "c") & (pl.col("stage") == "binding")).then(pl.lit("error")).otherwise("status").alias("status"))
+    assert stage_work(["a", "b", "c"], status) == {"audio": [], "vision": [], "binding": [], "clips": ["a"], "clip_quality": ["a"]}
+    assert stage_work(["a", "b", "c"], status, retry_failed=True) == {"audio": [], "vision": [], "binding": ["c"], "clips": ["a", "c"], "clip_quality": ["a", "c"]}
+    # a video no stage has seen runs everywhere
+    assert all(v == ["d"] for v in stage_work(["d"], status).values())
 
 
 def test_every_asset_table_has_generated_key_checks():
