@@ -21,9 +21,16 @@ import av
 import numpy as np
 import polars as pl
 
-# H.264 through PyAV's bundled libx264 where the wheel has it; MPEG-4 Part 2 otherwise (every
-# FFmpeg build has that encoder, and every mp4 player decodes it).
-VIDEO_CODEC = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+# MPEG-4 Part 2 (FFmpeg's own encoder), not H.264: PyAV 18.1's wheel has libx264, but its
+# output is not reproducible: 25 encodes of one crop under CPU load gave 4 different files, also
+# with one thread and x264-params threads=1:lookahead-threads=1:sync-lookahead=0 (mpeg4: 1 file
+# in 25, every run). Byte-identical re-exports are a requirement, so mpeg4 it is; every mp4
+# player decodes it.
+VIDEO_CODEC = "mpeg4"
+# fixed quantiser (ffmpeg's -q:v): quality independent of crop size; 3 is visually near-lossless
+# for MPEG-4 Part 2 (the default 200 kb/s rate control gives 8.7 KB for a 3.2 s 96x144 crop: blocky)
+VIDEO_QSCALE = 3
+FF_QP2LAMBDA = 118  # libavutil's quantiser -> lambda factor (global_quality is in lambda units)
 AUDIO_CODEC = "aac"
 BITEXACT = {"flags": "+bitexact"}
 EPS = 1e-6  # seconds: a frame time equal to a boundary up to float noise counts as on it
@@ -126,7 +133,8 @@ def crop_mp4(media_path: Path, start: float, end: float, box: CropBox, audio: Cl
         vout = out.add_stream(VIDEO_CODEC, rate=rate)
         vout.width, vout.height, vout.pix_fmt = box.w, box.h, "yuv420p"
         vout.codec_context.time_base = Fraction(1) / rate
-        vout.codec_context.options = dict(BITEXACT)
+        vout.codec_context.options = {"flags": "+bitexact+qscale", "global_quality": str(VIDEO_QSCALE * FF_QP2LAMBDA)}
+        vout.codec_context.thread_count = 1  # slice threads would make the bytes depend on the core count
         aout = None
         if audio is not None:
             aout = out.add_stream(AUDIO_CODEC, rate=audio.rate, layout=audio.layout)
