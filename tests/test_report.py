@@ -181,10 +181,10 @@ def test_histogram_bins(report):
 
 def test_summary_markdown_states_the_numbers(report):
     md = summary_markdown(report)
-    assert "| kept clips (pretrain + sft) | 0.010 | 4.0 % |" in md
+    assert "| kept clips (pretrain + sft) | 0.01 | 4.0 % |" in md
     assert "**50.0 %** of clips (2 of 4)" in md and "**61.1 %** of hours" in md
-    assert "| single | 3 | 3 | 0.008 | 3 | 66.7 % | 73.3 % |" in md
-    assert "| F5_avg_logprob_low | 1 | 0.001 |" in md
+    assert "| single | 3 | 3 | 0.00833 | 3 | 66.7 % | 73.3 % |" in md
+    assert "| F5_avg_logprob_low | 1 | 0.000972 |" in md
     assert "| audio | stage_error | 1 | 1 |" in md
     assert "| binding | 1 | 0 | 0 | 1 |" in md
 

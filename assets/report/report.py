@@ -211,9 +211,16 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f} %"
 
 
+def _hours(h: float) -> str:
+    """Hours readable at any lake size: 8,743.2 for the paper's, 0.0322 for a demo lake."""
+    return f"{h:,.1f}" if h >= 10 else f"{h:.3g}"
+
+
 def _md_table(header: list[str], rows: list[list]) -> str:
+    """A markdown table; float cells are hours."""
+
     def cell(v) -> str:
-        return f"{v:,.3f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+        return _hours(v) if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows])
@@ -235,7 +242,7 @@ def summary_markdown(report: Report) -> str:
             ],
         ),
         f"SFT share of kept clips: **{_pct(report.sft_share_clips)}** of clips ({sft['clips']:,} of {report.kept_clips:,}), "
-        f"**{_pct(report.sft_share_hours)}** of hours ({sft['hours']:.3f} h of {report.kept_hours:.3f} h).",
+        f"**{_pct(report.sft_share_hours)}** of hours ({_hours(sft['hours'])} h of {_hours(report.kept_hours)} h).",
         "## Tiers",
         _md_table(["tier", "clips", "hours", "speaker ids"], [[r["tier"], r["clips"], r["hours"], r["speaker_ids"]] for r in report.tiers.iter_rows(named=True)]),
         "## Branches",
