@@ -4,9 +4,11 @@
 --
 -- report_kept_clips: every kept clip (tier pretrain or sft) with what the histograms show:
 -- its length, the resolution of its source video, its visual quality and lip-sync confidence.
-CREATE OR REPLACE TEMP VIEW report_kept_clips AS
+-- A table, joined once: every histogram scans it (narrow columns only: ~50 bytes a clip, about
+-- 250 MB at 5 M clips, instead of one three-table join per histogram).
+CREATE OR REPLACE TEMP TABLE report_kept_clips AS
 SELECT
-    t.video_id, t.clip_id, t.tier, t.speaker_id, t.is_talking, t.duration,
+    t.tier, t.speaker_id, t.is_talking, t.duration,
     c.raw_video_width AS width, c.raw_video_height AS height, c.sync_confidence,
     q.visual_quality
 FROM clip_tiers t

@@ -161,8 +161,8 @@ def quality_histogram(con: duckdb.DuckDBPyConnection) -> Histogram:
 
 def sync_histogram(con: duckdb.DuckDBPyConnection) -> Histogram:
     """Lip-sync confidence of the kept talking clips (a listening clip's own lips do not speak)."""
-    top = con.execute("SELECT max(sync_confidence) FROM report_kept_clips WHERE is_talking").fetchone()[0]
-    lo = min(0.0, con.execute("SELECT coalesce(min(sync_confidence), 0) FROM report_kept_clips WHERE is_talking").fetchone()[0])
+    low, top = con.execute("SELECT min(sync_confidence), max(sync_confidence) FROM report_kept_clips WHERE is_talking").fetchone()
+    lo = min(0.0, low if low is not None else 0.0)
     hi = max(math.ceil(top), lo + 1) if top is not None else 1.0
     counts = _equal_width(con, "sync_confidence", "is_talking", lo, hi, SYNC_BINS)
     return Histogram("sync_confidence", "Sync confidence", "lip-sync confidence (talking clips)", "clips",
