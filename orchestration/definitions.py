@@ -20,19 +20,20 @@ from assets.clips import assets as clips_assets
 from assets.ingest import assets as ingest_assets
 from assets.quality import assets as quality_assets
 from assets.release import assets as release_assets
+from assets.report import assets as report_assets
 from assets.tiers import assets as tiers_assets
 from assets.vision import assets as vision_assets
 from orchestration.resources import default_resources
 from orchestration.schedules import build_periodic_scan
 from orchestration.sensors import PROCESS_JOB, new_media_sensor
 
-STAGE_MODULES = [ingest_assets, audio_assets, vision_assets, binding_assets, clips_assets, quality_assets, tiers_assets, release_assets]
+STAGE_MODULES = [ingest_assets, audio_assets, vision_assets, binding_assets, clips_assets, quality_assets, tiers_assets, report_assets, release_assets]
 
 process_batch = dg.define_asset_job(
     PROCESS_JOB,
     # the release is exported on request (job export_release, with its target in run config), not per batch
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets("release"),
-    description="Everything for one ingest batch: ingest, audio, vision, binding, speaker ids, clips, clip quality, then the dataset-wide tiers.",
+    description="Everything for one ingest batch: ingest, audio, vision, binding, speaker ids, clips, clip quality, then the dataset-wide tiers, branches and the dataset report.",
 )
 
 

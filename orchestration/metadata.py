@@ -55,10 +55,12 @@ def markdown_table(df: pl.DataFrame, max_rows: int = PREVIEW_ROWS) -> str:
     return "\n".join(lines)
 
 
-def _png(fig) -> str:
+def png_markdown(fig, alt: str = "plot") -> str:
+    """A matplotlib figure as inline markdown: a base64 PNG data URI, which the Dagster UI's
+    markdown view renders (its sanitizer allows data: image sources)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    return "![plot](data:image/png;base64," + base64.b64encode(buf.getvalue()).decode() + ")"
+    return f"![{alt}](data:image/png;base64," + base64.b64encode(buf.getvalue()).decode() + ")"
 
 
 def plot(table: str, df: pl.DataFrame) -> str | None:
@@ -96,7 +98,7 @@ def plot(table: str, df: pl.DataFrame) -> str | None:
             ax.set_xlabel("Whisper avg_logprob")
         else:
             return None
-        return _png(fig)
+        return png_markdown(fig)
     finally:
         plt.close(fig)
 

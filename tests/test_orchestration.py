@@ -25,7 +25,7 @@ from orchestration.tables import TABLES
 
 REPO = Path(__file__).resolve().parent.parent
 NOT_ASSETS = {"batch_files", "batch_status", "stage_status"}  # bookkeeping tables written by the plumbing
-NOT_TABLES = {"release"}  # assets that write files, not a catalogue table
+NOT_TABLES = {"release", "dataset_report"}  # assets whose output is files or metadata, not a catalogue table
 
 
 def cli(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:

@@ -256,7 +256,7 @@ def test_editing_a_threshold_and_running_retier_changes_only_the_tiers(synthetic
 
     for run in (first, second):
         assert run.success
-        assert _materialized(run) == {"clip_tiers", "sft_subset"}  # no model stage, nothing else
+        assert _materialized(run) == {"clip_tiers", "sft_subset", "dataset_report"}  # no model stage, nothing else
     assert seconds < 20, seconds
     assert after.filter(pl.col("tier") == "sft").is_empty()
     moved = before.join(after, on="clip_id", suffix="_new").filter(pl.col("tier") != pl.col("tier_new"))
