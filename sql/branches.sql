@@ -146,11 +146,12 @@ SELECT clip_id, video_id, speaker_id, start_seconds, end_seconds, duration, tier
 FROM kept_clips
 WHERE is_talking AND (speaker_id IS NULL OR speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers));
 --
-CREATE OR REPLACE TEMP VIEW dialogue_rows AS
-SELECT * EXCLUDE (dialogue_start)
+CREATE OR REPLACE TEMP VIEW training_pairs AS
+SELECT *
 FROM dialogue_candidates
 WHERE (initiator_speaker_id IS NULL OR initiator_speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers))
   AND (responder_speaker_id IS NULL OR responder_speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers));
+CREATE OR REPLACE TEMP VIEW dialogue_rows AS SELECT * EXCLUDE (dialogue_start) FROM training_pairs;
 --
 -- listening_rows: each kept listening clip with its partner's speech over the same span: the
 -- audio span is the clip's own span (the listening stage already required that partner to
@@ -196,20 +197,32 @@ WHERE (l.speaker_id IS NULL OR l.speaker_id NOT IN (SELECT speaker_id FROM vidch
 -- speakers lying wholly within [x - multi_turn_history_s, x], their ASR joined in time order
 -- as "speaker_local: text" lines. Pairs without an earlier turn have no context and no row.
 CREATE OR REPLACE TEMP VIEW multi_turn_context_rows AS
+WITH pair_speakers AS (
+    -- one row per pair and speaker: the clip join is then a plain equi-join (an IN over two
+    -- columns made DuckDB fall back to a nested-loop join)
+    SELECT d.pair_id, d.video_id, d.responder_clip_id, d.dialogue_start, s.speaker_local
+    FROM training_pairs d, unnest([d.initiator_speaker_local, d.responder_speaker_local]) AS s(speaker_local)
+)
 SELECT
-    d.pair_id, d.video_id, d.responder_clip_id, d.dialogue_start,
-    list(k.clip_id ORDER BY k.start_seconds, k.clip_id) AS context_clip_ids,
-    list(k.speaker_id ORDER BY k.start_seconds, k.clip_id) AS context_speaker_ids,
-    string_agg(k.speaker_local || ': ' || coalesce(trim(k.text), ''), chr(10) ORDER BY k.start_seconds, k.clip_id) AS context_text,
-    sum(k.duration) AS context_seconds
-FROM dialogue_candidates d
-CROSS JOIN branch_limits l
-JOIN kept_clips k ON k.video_id = d.video_id AND k.is_talking
-    AND k.speaker_local IN (d.initiator_speaker_local, d.responder_speaker_local)
-    AND k.start_seconds >= d.dialogue_start - l.multi_turn_history_s AND k.end_seconds <= d.dialogue_start
-WHERE d.pair_id IN (SELECT pair_id FROM dialogue_rows)
-  AND (k.speaker_id IS NULL OR k.speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers))
-GROUP BY ALL;
+    pair_id, video_id, responder_clip_id, dialogue_start,
+    list_transform(context, c -> c.clip_id) AS context_clip_ids,
+    list_transform(context, c -> c.speaker_id) AS context_speaker_ids,
+    array_to_string(list_transform(context, c -> c.line), chr(10)) AS context_text,
+    context_seconds
+FROM (
+    SELECT p.pair_id, any_value(p.video_id) AS video_id, any_value(p.responder_clip_id) AS responder_clip_id, any_value(p.dialogue_start) AS dialogue_start,
+        -- collected unordered, then sorted (start, clip_id): far cheaper than ordered aggregates
+        list_sort(list({'start': k.start_seconds, 'clip_id': k.clip_id, 'speaker_id': k.speaker_id,
+            'line': k.speaker_local || ': ' || coalesce(trim(k.text), '')})) AS context,
+        sum(k.duration) AS context_seconds
+    FROM pair_speakers p
+    JOIN kept_clips k ON k.video_id = p.video_id AND k.speaker_local = p.speaker_local
+    CROSS JOIN branch_limits l
+    WHERE k.is_talking
+      AND k.start_seconds >= p.dialogue_start - l.multi_turn_history_s AND k.end_seconds <= p.dialogue_start
+      AND (k.speaker_id IS NULL OR k.speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers))
+    GROUP BY p.pair_id
+);
 --
 -- multi_turn_chain_rows: a video's kept talking clips of training speakers in time order; a
 -- chain breaks where the gap to the previous clip (start minus its end) is not below
