@@ -2,11 +2,11 @@
 153 K source videos.
 
 Builds (once, reused when present) a synthetic lake holding the tables the branches read:
-``clips`` (85 % talking clips, one per diarized turn, 3-14 s averaging ~6 s, with ~50
+``clips`` (85 % talking clips, one per diarized turn; 40 % monologue videos, half of the other turns
+continuing the same speaker's floor, so the dialogue branch is paper-like: ~0.8 M pairs, 3-14 s averaging ~6 s, with ~50
 characters of ASR text; 15 % listening clips over the partner's turn), ``clip_tiers``
 (~12 % rejected, ~11 % sft), ``speaker_turns`` (the two main speakers alternate, a reply
-every ~1 s with some overlaps, 30 % of turns continue the same speaker's floor, one
-backchannel in 20 turns), ``video_speakers`` (two main speakers, a third minor one in 5 %
+every ~1 s with some overlaps, one backchannel in 20 turns), ``video_speakers`` (two main speakers, a third minor one in 5 %
 of videos), ``bindings`` (one main speaker unbound in 10 % of videos) and
 ``speaker_assignments`` (83 K speaker ids, 2 % of units without one). Then it times, in a
 fresh process, what the ``branches`` asset computes: the DuckDB connection with its views,
@@ -56,8 +56,10 @@ def _chunk(rng: np.random.Generator, first: int, n_videos: int) -> dict[str, pl.
     video = np.repeat(np.arange(n_videos), n_turns)
     offset = np.repeat(np.cumsum(n_turns) - n_turns, n_turns)
     turn_id = (np.arange(n) - offset).astype(np.int32)
-    # speakers alternate; 30 % of turns continue the same floor (a pause in one reply)
-    switch = (rng.random(n) >= 0.3) | (turn_id == 0)
+    # speakers alternate; half the turns continue the same floor (a pause in one reply); 40 % of
+    # videos are monologues (SpeakerVid-5M: 770 K dialogue pairs beside 5.2 M clips)
+    mono = np.repeat(rng.random(n_videos) < 0.4, n_turns)
+    switch = ((rng.random(n) >= 0.5) & ~mono) | (turn_id == 0)
     cum = np.cumsum(switch)
     spk = (cum - np.repeat(cum[np.cumsum(n_turns) - n_turns], n_turns)) % 2
     duration = np.clip(3 + rng.gamma(2.0, 1.5, n), 3, 14)

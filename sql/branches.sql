@@ -7,6 +7,10 @@
 -- Python then draws the test split from dialogue_candidates, fills vidchat_test_speakers,
 -- and reads the output views, which leave out every row holding a test speaker.
 --
+-- No output has a row order (Delta tables have none): letting DuckDB drop insertion order
+-- lets it stream and parallelise the big scans, joins and aggregates with less memory.
+SET preserve_insertion_order = false;
+--
 -- branch_limits: the branch settings as one typed row (a missing row leaves its column null,
 -- which assets/branches refuses).
 CREATE OR REPLACE TEMP VIEW branch_limits AS
@@ -230,26 +234,26 @@ FROM (
 -- conversation and are left out. chain_id = hash of the chain's first clip id.
 CREATE OR REPLACE TEMP VIEW multi_turn_chain_rows AS
 WITH ordered AS (
-    SELECT clip_id, video_id, speaker_id, speaker_local, start_seconds,
-        start_seconds - lag(end_seconds) OVER w AS gap_before_s
+    SELECT clip_id, video_id, speaker_id, speaker_local,
+        start_seconds - lag(end_seconds) OVER w AS gap_before_s,
+        row_number() OVER w AS rn
     FROM kept_clips
     WHERE is_talking AND (speaker_id IS NULL OR speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers))
     WINDOW w AS (PARTITION BY video_id ORDER BY start_seconds, clip_id)
 ),
 chained AS (
-    SELECT *, CAST(sum(CASE WHEN gap_before_s IS NULL OR gap_before_s >= l.multi_turn_max_gap_s THEN 1 ELSE 0 END)
-        OVER (PARTITION BY video_id ORDER BY start_seconds, clip_id ROWS UNBOUNDED PRECEDING) AS INTEGER) AS chain_no
+    -- a chain is named by the row number of its first clip: the running max of the chain starts
+    SELECT *, max(CASE WHEN gap_before_s IS NULL OR gap_before_s >= l.multi_turn_max_gap_s THEN rn END)
+        OVER (PARTITION BY video_id ORDER BY rn ROWS UNBOUNDED PRECEDING) AS chain_rn
     FROM ordered CROSS JOIN branch_limits l
 ),
-positioned AS (
-    SELECT *,
-        CAST(row_number() OVER (PARTITION BY video_id, chain_no ORDER BY start_seconds, clip_id) - 1 AS INTEGER) AS position,
-        first(clip_id) OVER (PARTITION BY video_id, chain_no ORDER BY start_seconds, clip_id) AS first_clip_id,
-        min(speaker_local) OVER c <> max(speaker_local) OVER c AS two_speakers
+chains AS (
+    SELECT video_id, chain_rn, substr(md5(arg_min(clip_id, rn)), 1, 20) AS chain_id
     FROM chained
-    WINDOW c AS (PARTITION BY video_id, chain_no)
+    GROUP BY video_id, chain_rn
+    HAVING min(speaker_local) <> max(speaker_local)
 )
-SELECT substr(md5(first_clip_id), 1, 20) AS chain_id, video_id, position, clip_id, speaker_id,
-    CASE WHEN position = 0 THEN NULL ELSE gap_before_s END AS gap_before_s
-FROM positioned
-WHERE two_speakers;
+SELECT c.chain_id, x.video_id, CAST(x.rn - x.chain_rn AS INTEGER) AS position, x.clip_id, x.speaker_id,
+    CASE WHEN x.rn = x.chain_rn THEN NULL ELSE x.gap_before_s END AS gap_before_s
+FROM chained x
+JOIN chains c ON c.video_id = x.video_id AND c.chain_rn = x.chain_rn;
