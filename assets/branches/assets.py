@@ -11,7 +11,9 @@ re-cuts the branches.
 
 import dagster as dg
 
-from assets.branches.branches import BRANCH_TABLES, TestSplit, branch_summary, build_branches
+import polars as pl
+
+from assets.branches.branches import BRANCH_TABLES, TestSplit, branch_rows, branch_stats, clip_durations, draw_split
 from orchestration.checks import key_check_results, key_check_specs
 from orchestration.metadata import asset_spec, markdown_table, materialization_metadata
 from orchestration.resources import LakeResource, ThresholdsResource
@@ -45,31 +47,34 @@ def split_metadata(split: TestSplit) -> dict:
 def branches(context: dg.AssetExecutionContext, lake: LakeResource, thresholds: ThresholdsResource):
     """The four branches and the VidChatBench test split from sql/branches.sql over the whole lake."""
     con = lake.duckdb_connection(thresholds.path)
-    tables, split = build_branches(con)
-    kept = con.execute("SELECT clip_id, duration FROM kept_clips").pl()
-    summary = branch_summary(tables, kept)
+    split = draw_split(con)
     if split.capped:
         context.log.warning(
             "VidChatBench: %d test pairs of %d requested (%d candidate pairs; test speakers hold %.1f%% of the kept talking clips, limit %.0f%%)",
             split.pairs, split.requested, split.candidate_pairs, 100 * split.train_loss, 100 * split.max_train_loss,
         )
-    context.log.info("branches: %s", dict(zip(summary["branch"], summary["rows"])))
-    shared = {
-        "branches": dg.MetadataValue.md(markdown_table(summary, max_rows=summary.height)),
-        "thresholds_file": dg.MetadataValue.path(thresholds.path),
-    }
+    durations = clip_durations(con)
+    # one table at a time: only one output is ever held in memory
+    results, stats = [], []
     for name in BRANCH_TABLES:
-        rows = tables[name]
+        rows = branch_rows(con, name)
         lake.write(name, rows)
-        row = summary.filter(summary["branch"] == name).row(0, named=True)
+        stats.append(branch_stats(name, rows, durations))
+        results.append((name, materialization_metadata(name, rows, rows.height), key_check_results(name, rows)))
+        del rows
+    summary = pl.DataFrame(stats)
+    context.log.info("branches: %s", dict(zip(summary["branch"], summary["rows"])))
+    table_md = dg.MetadataValue.md(markdown_table(summary, max_rows=summary.height))
+    for (name, meta, checks), st in zip(results, stats):
         yield dg.MaterializeResult(
             asset_key=name,
             metadata={
-                **materialization_metadata(name, rows, rows.height),
-                "hours": dg.MetadataValue.float(round(row["hours"], 4)),
-                "speaker_ids": row["speaker_ids"],
-                **shared,
+                **meta,
+                "hours": dg.MetadataValue.float(round(st["hours"], 4)),
+                "speaker_ids": st["speaker_ids"],
+                "branches": table_md,
+                "thresholds_file": dg.MetadataValue.path(thresholds.path),
                 **(split_metadata(split) if name == "vidchat_testset" else {"test_speakers_excluded": len(split.speakers)}),
             },
         )
-        yield from key_check_results(name, rows)
+        yield from checks

@@ -99,27 +99,37 @@ def draw_test_speakers(dyads: pl.DataFrame, speaker_clips: dict[str, int], *, re
     return taken, min(n_pairs, requested), (lost / total if total else 0.0)
 
 
-def build_branches(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, pl.DataFrame], TestSplit]:
-    """Every branch table and the test split (module doc) from one connection."""
+def draw_split(con: duckdb.DuckDBPyConnection) -> TestSplit:
+    """Run sql/branches.sql, draw the test split (:func:`draw_test_speakers`) and record its
+    speakers on ``con``: from then on the branch views leave them out."""
     limits = prepare(con)
     dyads = pl.from_arrow(con.execute("SELECT * FROM vidchat_dyads").to_arrow_table())
     speaker_clips = dict(con.execute("SELECT speaker_id, clips FROM speaker_training_clips").fetchall())
-    speakers, _, loss = draw_test_speakers(
-        dyads, speaker_clips, requested=int(limits["vidchat_test_pairs"]), max_train_loss=float(limits["vidchat_max_train_loss"])
-    )
+    requested = int(limits["vidchat_test_pairs"])
+    speakers, _, loss = draw_test_speakers(dyads, speaker_clips, requested=requested, max_train_loss=float(limits["vidchat_max_train_loss"]))
     if speakers:
         con.executemany("INSERT INTO vidchat_test_speakers VALUES (?)", [[s] for s in sorted(speakers)])
-    tables = {name: pl.from_arrow(con.execute(f"SELECT * FROM {view}").to_arrow_table()) for name, view in BRANCH_VIEWS.items()}
-    split = TestSplit(
-        requested=int(limits["vidchat_test_pairs"]),
-        pairs=tables["vidchat_testset"].height,
+    return TestSplit(
+        requested=requested,
+        pairs=con.execute("SELECT count(*) FROM vidchat_rows").fetchone()[0],
         speakers=tuple(sorted(speakers)),
         seed=int(limits["vidchat_seed"]),
         max_train_loss=float(limits["vidchat_max_train_loss"]),
         train_loss=loss,
         candidate_pairs=int(dyads["pairs"].sum() or 0) if dyads.height else 0,
     )
-    return tables, split
+
+
+def branch_rows(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
+    """One branch table's rows (after :func:`draw_split` on ``con``). The asset reads and
+    writes them one table at a time, so only one output is held in memory."""
+    return pl.from_arrow(con.execute(f"SELECT * FROM {BRANCH_VIEWS[table]}").to_arrow_table())
+
+
+def build_branches(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, pl.DataFrame], TestSplit]:
+    """Every branch table and the test split (module doc) from one connection."""
+    split = draw_split(con)
+    return {name: branch_rows(con, name) for name in BRANCH_TABLES}, split
 
 
 def all_dialogue_pairs(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -129,25 +139,40 @@ def all_dialogue_pairs(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return pl.from_arrow(con.execute("SELECT * FROM dialogue_candidates").to_arrow_table())
 
 
-def branch_summary(tables: dict[str, pl.DataFrame], clips: pl.DataFrame) -> pl.DataFrame:
-    """Rows, hours and speaker ids per branch. ``clips``: clip_id, duration (the kept clips);
-    a pair's hours count both of its clips (initiator and responder; listener clip and the
-    same span of audio counted once), a chain's every clip, a context row its context."""
-    dur = clips.select("clip_id", "duration")
+def clip_durations(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """clip_id, duration of every kept clip (after :func:`prepare`)."""
+    return pl.from_arrow(con.execute("SELECT clip_id, duration FROM kept_clips").to_arrow_table())
+
+
+def branch_stats(table: str, rows: pl.DataFrame, durations: pl.DataFrame) -> dict:
+    """Rows, hours and speaker ids of one branch table. A pair's hours count both of its
+    clips (initiator and responder; a listening pair its listener clip, whose span is the
+    audio's), a chain its every clip, a context row its context clips; ``durations`` from
+    :func:`clip_durations`."""
 
     def hours(ids: pl.Series) -> float:
-        return float(pl.DataFrame({"clip_id": ids}).join(dur, on="clip_id", how="left")["duration"].sum() or 0.0) / 3600
+        return float(pl.DataFrame({"clip_id": ids}).join(durations, on="clip_id", how="left")["duration"].sum() or 0.0) / 3600
 
     def speakers(*cols: pl.Series) -> int:
-        return pl.concat([c.drop_nulls() for c in cols]).n_unique() if cols else 0
+        return pl.concat([c.drop_nulls() for c in cols]).n_unique()
 
-    s, d, lp, mc, ch, t = (tables[n] for n in BRANCH_TABLES)
-    rows = [
-        ("single", s.height, hours(s["clip_id"]), speakers(s["speaker_id"])),
-        ("dialogue_pairs", d.height, hours(pl.concat([d["initiator_clip_id"], d["responder_clip_id"]])), speakers(d["initiator_speaker_id"], d["responder_speaker_id"])),
-        ("listening_pairs", lp.height, hours(lp["listener_clip_id"]), speakers(lp["listener_speaker_id"], lp["speaker_id"])),
-        ("multi_turn_context", mc.height, hours(mc["context_clip_ids"].explode().drop_nulls()) if mc.height else 0.0, speakers(mc["context_speaker_ids"].explode()) if mc.height else 0),
-        ("multi_turn_chains", ch["chain_id"].n_unique(), hours(ch["clip_id"]), speakers(ch["speaker_id"])),
-        ("vidchat_testset", t.height, hours(pl.concat([t["initiator_clip_id"], t["responder_clip_id"]])), speakers(t["initiator_speaker_id"], t["responder_speaker_id"])),
-    ]
-    return pl.DataFrame(rows, schema={"branch": pl.String, "rows": pl.Int64, "hours": pl.Float64, "speaker_ids": pl.Int64}, orient="row")
+    clips_of = {
+        "single": ["clip_id"], "dialogue_pairs": ["initiator_clip_id", "responder_clip_id"], "listening_pairs": ["listener_clip_id"],
+        "multi_turn_context": ["context_clip_ids"], "multi_turn_chains": ["clip_id"], "vidchat_testset": ["initiator_clip_id", "responder_clip_id"],
+    }[table]
+    speakers_of = {
+        "single": ["speaker_id"], "dialogue_pairs": ["initiator_speaker_id", "responder_speaker_id"], "listening_pairs": ["listener_speaker_id", "speaker_id"],
+        "multi_turn_context": ["context_speaker_ids"], "multi_turn_chains": ["speaker_id"], "vidchat_testset": ["initiator_speaker_id", "responder_speaker_id"],
+    }[table]
+    flat = lambda c: rows[c].explode() if isinstance(rows.schema[c], pl.List) else rows[c]  # noqa: E731
+    return {
+        "branch": table,
+        "rows": rows["chain_id"].n_unique() if table == "multi_turn_chains" else rows.height,
+        "hours": hours(pl.concat([flat(c) for c in clips_of])),
+        "speaker_ids": speakers(*(flat(c) for c in speakers_of)),
+    }
+
+
+def branch_summary(tables: dict[str, pl.DataFrame], durations: pl.DataFrame) -> pl.DataFrame:
+    """:func:`branch_stats` of every branch table, one row each (chains count chains)."""
+    return pl.DataFrame([branch_stats(t, tables[t], durations) for t in BRANCH_TABLES], schema={"branch": pl.String, "rows": pl.Int64, "hours": pl.Float64, "speaker_ids": pl.Int64})
