@@ -73,10 +73,10 @@ numbered AS (
     SELECT *, CAST(sum(new_floor) OVER (PARTITION BY video_id ORDER BY start, turn_id ROWS UNBOUNDED PRECEDING) AS INTEGER) AS floor_no
     FROM floor_turns
 )
-SELECT video_id, turn_id, speaker_local, floor_no,
-    min(start) OVER (PARTITION BY video_id, floor_no) AS floor_start,
-    max("end") OVER (PARTITION BY video_id, floor_no) AS floor_end
-FROM numbered;
+SELECT n.video_id, n.turn_id, n.speaker_local, n.floor_no, f.floor_start, f.floor_end
+FROM numbered n
+JOIN (SELECT video_id, floor_no, min(start) AS floor_start, max("end") AS floor_end FROM numbered GROUP BY ALL) f
+    ON f.video_id = n.video_id AND f.floor_no = n.floor_no;
 --
 -- dialogue_candidates: every dialogue pair before the test split. Consecutive floors (they
 -- alternate between the two speakers by construction) whose gap, the responder floor's
@@ -202,10 +202,16 @@ WHERE (l.speaker_id IS NULL OR l.speaker_id NOT IN (SELECT speaker_id FROM vidch
 -- as "speaker_local: text" lines. Pairs without an earlier turn have no context and no row.
 CREATE OR REPLACE TEMP VIEW multi_turn_context_rows AS
 WITH pair_speakers AS (
-    -- one row per pair and speaker: the clip join is then a plain equi-join (an IN over two
-    -- columns made DuckDB fall back to a nested-loop join)
-    SELECT d.pair_id, d.video_id, d.responder_clip_id, d.dialogue_start, s.speaker_local
-    FROM training_pairs d, unnest([d.initiator_speaker_local, d.responder_speaker_local]) AS s(speaker_local)
+    -- one row per pair, speaker and T-long time bucket the window [x - T, x] touches (a
+    -- clip starting in the window starts in bucket floor(x / T) - 1 or floor(x / T)): the
+    -- clip join is then an equi-join on (video, speaker, bucket) that meets only the few
+    -- clips near x (an IN over two columns made DuckDB fall back to a nested-loop join, and
+    -- joining on the speaker alone meets every clip of the video)
+    SELECT d.pair_id, d.video_id, d.responder_clip_id, d.dialogue_start, s.speaker_local, b.bucket
+    FROM training_pairs d
+    CROSS JOIN branch_limits l,
+        unnest([d.initiator_speaker_local, d.responder_speaker_local]) AS s(speaker_local),
+        unnest([CAST(floor(d.dialogue_start / l.multi_turn_history_s) AS BIGINT) - 1, CAST(floor(d.dialogue_start / l.multi_turn_history_s) AS BIGINT)]) AS b(bucket)
 )
 SELECT
     pair_id, video_id, responder_clip_id, dialogue_start,
@@ -220,8 +226,9 @@ FROM (
             'line': k.speaker_local || ': ' || coalesce(trim(k.text), '')})) AS context,
         sum(k.duration) AS context_seconds
     FROM pair_speakers p
-    JOIN kept_clips k ON k.video_id = p.video_id AND k.speaker_local = p.speaker_local
     CROSS JOIN branch_limits l
+    JOIN kept_clips k ON k.video_id = p.video_id AND k.speaker_local = p.speaker_local
+        AND CAST(floor(k.start_seconds / l.multi_turn_history_s) AS BIGINT) = p.bucket
     WHERE k.is_talking
       AND k.start_seconds >= p.dialogue_start - l.multi_turn_history_s AND k.end_seconds <= p.dialogue_start
       AND (k.speaker_id IS NULL OR k.speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers))
