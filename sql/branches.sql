@@ -36,8 +36,11 @@ CREATE OR REPLACE TEMP TABLE kept_clips AS
 SELECT
     c.clip_id, c.video_id, coalesce(sa.speaker_id, c.speaker_id) AS speaker_id, c.speaker_local,
     c.start_seconds, c.end_seconds, c.duration, c.is_talking, c.turn_id, c.listening_kind,
-    c.partner_speaker_local, c.text, t.tier
+    c.partner_speaker_local, c.text, t.tier,
+    -- the multi-turn window's time bucket (multi_turn_context_rows)
+    CAST(floor(c.start_seconds / l.multi_turn_history_s) AS BIGINT) AS history_bucket
 FROM clips c
+CROSS JOIN branch_limits l
 -- clip_id is unique lake-wide (it embeds video_id): the one-column join is the cheap one
 JOIN clip_tiers t ON t.clip_id = c.clip_id
 LEFT JOIN speaker_assignments sa ON sa.video_id = c.video_id AND sa.unit = c.identity_unit
@@ -204,7 +207,7 @@ CREATE OR REPLACE TEMP VIEW multi_turn_context_rows AS
 WITH pair_speakers AS (
     -- one row per pair, speaker and T-long time bucket the window [x - T, x] touches (a
     -- clip starting in the window starts in bucket floor(x / T) - 1 or floor(x / T)): the
-    -- clip join is then an equi-join on (video, speaker, bucket) that meets only the few
+    -- clip join is then an equi-join on (video, speaker, bucket: kept_clips.history_bucket) that meets only the few
     -- clips near x (an IN over two columns made DuckDB fall back to a nested-loop join, and
     -- joining on the speaker alone meets every clip of the video)
     SELECT d.pair_id, d.video_id, d.responder_clip_id, d.dialogue_start, s.speaker_local, b.bucket
@@ -227,8 +230,7 @@ FROM (
         sum(k.duration) AS context_seconds
     FROM pair_speakers p
     CROSS JOIN branch_limits l
-    JOIN kept_clips k ON k.video_id = p.video_id AND k.speaker_local = p.speaker_local
-        AND CAST(floor(k.start_seconds / l.multi_turn_history_s) AS BIGINT) = p.bucket
+    JOIN kept_clips k ON k.video_id = p.video_id AND k.speaker_local = p.speaker_local AND k.history_bucket = p.bucket
     WHERE k.is_talking
       AND k.start_seconds >= p.dialogue_start - l.multi_turn_history_s AND k.end_seconds <= p.dialogue_start
       AND (k.speaker_id IS NULL OR k.speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers))
