@@ -16,6 +16,7 @@ import dagster as dg
 
 from assets.audio import assets as audio_assets
 from assets.binding import assets as binding_assets
+from assets.branches import assets as branches_assets
 from assets.clips import assets as clips_assets
 from assets.ingest import assets as ingest_assets
 from assets.quality import assets as quality_assets
@@ -27,7 +28,7 @@ from orchestration.resources import default_resources
 from orchestration.schedules import build_periodic_scan
 from orchestration.sensors import PROCESS_JOB, new_media_sensor
 
-STAGE_MODULES = [ingest_assets, audio_assets, vision_assets, binding_assets, clips_assets, quality_assets, tiers_assets, report_assets, release_assets]
+STAGE_MODULES = [ingest_assets, audio_assets, vision_assets, binding_assets, clips_assets, quality_assets, tiers_assets, branches_assets, report_assets, release_assets]
 
 process_batch = dg.define_asset_job(
     PROCESS_JOB,

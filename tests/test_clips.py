@@ -216,3 +216,13 @@ def test_rerun_of_the_clips_stage_keeps_the_ids(clean_lake, demo_clips, shipped_
     after = lake.read("clips", clean_lake).sort("clip_id")
     assert after["clip_id"].to_list() == before["clip_id"].to_list()
     assert after.drop("words", "bbox").equals(before.drop("words", "bbox"))
+
+
+def test_a_speakers_turns_split_at_short_pauses_are_joined():
+    """clip_turn_join_s: a reply the diarizer split at breathing pauses (< join_s) is one
+    turn again (keyed by its first turn); a longer pause, or another speaker's turn between,
+    keeps the turns apart."""
+    turns = frame("speaker_turns", [turn(0, "A", 0.0, 2.0), turn(1, "A", 3.0, 5.0), turn(2, "A", 7.5, 9.0), turn(3, "B", 9.5, 11.0), turn(4, "A", 11.2, 13.0)])
+    solo = solo_speech(turns, trim_s=0.0, join_s=2.0)
+    assert solo == {0: [(0.0, 5.0)], 2: [(7.5, 9.0)], 3: [(9.5, 11.0)], 4: [(11.2, 13.0)]}
+    assert set(solo_speech(turns, trim_s=0.0)) == {0, 1, 2, 3, 4}  # join_s = 0: every turn on its own

@@ -10,6 +10,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from assets.branches.branches import BRANCH_TABLES
 from assets.tiers import assets as tiers_assets
 from assets.tiers.tiers import MissingThresholdError, clip_tiers, prepare
 from expectations.sft_contract import validate
@@ -256,7 +257,7 @@ def test_editing_a_threshold_and_running_retier_changes_only_the_tiers(synthetic
 
     for run in (first, second):
         assert run.success
-        assert _materialized(run) == {"clip_tiers", "sft_subset", "dataset_report"}  # no model stage, nothing else
+        assert _materialized(run) == {"clip_tiers", "sft_subset", *BRANCH_TABLES, "dataset_report"}  # the tiers, the branches cut from them, the report; no model stage
     assert seconds < 20, seconds
     assert after.filter(pl.col("tier") == "sft").is_empty()
     moved = before.join(after, on="clip_id", suffix="_new").filter(pl.col("tier") != pl.col("tier_new"))

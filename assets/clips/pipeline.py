@@ -44,10 +44,13 @@ class ClipParams:
     min_s: float = 3.0
     max_s: float = 14.0
     turn_trim_s: float = 0.2
+    turn_join_s: float = 0.0
 
     @classmethod
     def from_thresholds(cls) -> "ClipParams":
-        return cls(min_s=threshold("clip_min_s"), max_s=threshold("clip_max_s"), turn_trim_s=threshold("clip_turn_trim_s"))
+        return cls(
+            min_s=threshold("clip_min_s"), max_s=threshold("clip_max_s"), turn_trim_s=threshold("clip_turn_trim_s"), turn_join_s=threshold("clip_turn_join_s")
+        )
 
 
 def clip_id(video_id: str, track_id: int, start_s: float) -> str:
@@ -57,7 +60,7 @@ def clip_id(video_id: str, track_id: int, start_s: float) -> str:
 def clip_spans(tables: dict[str, pl.DataFrame], fps: float, params: ClipParams) -> list[Span]:
     """Talking and listening spans of one video, cut to length, in (track, start) order."""
     ti, ft = tables["track_identities"], tables["face_tracks"]
-    spans = talking_spans(tables["speaker_turns"], tables["bindings"], ti, ft, tables["shots"], fps, trim_s=params.turn_trim_s)
+    spans = talking_spans(tables["speaker_turns"], tables["bindings"], ti, ft, tables["shots"], fps, trim_s=params.turn_trim_s, join_s=params.turn_join_s)
     spans += listening_spans(tables["listening_segments"], ti, ft, fps)
     out = [piece for s in spans for piece in split_span(s, fps, min_s=params.min_s, max_s=params.max_s)]
     return sorted(out, key=lambda s: (s.track_id, s.f0))

@@ -19,6 +19,12 @@ the clip holds that voice alone:
   are cut out (overlapped speech and backchannels), so a long turn with an interjection
   becomes two spans.
 
+Before that, consecutive turns of one speaker (no other speaker's turn starts between
+them) whose pause is shorter than ``join_s`` are joined into one turn (`speaker_runs`): the
+diarizer splits a reply at its breathing pauses (a 9.9 s reply into four 1-2.4 s turns on
+the demo corpus), which would leave every piece under the 3 s clip minimum and the reply
+without a clip. The joined turn keeps its first turn's ``turn_id``.
+
 **Listening** (`listening_spans`): each ``listening_segments`` row as it is (the binding
 stage already decided frame by frame that the face listens and nobody else talks).
 """
@@ -75,12 +81,26 @@ def subtract(spans: list[tuple[float, float]], cuts: list[tuple[float, float]]) 
     return out
 
 
-def solo_speech(turns: pl.DataFrame, *, trim_s: float) -> dict[int, list[tuple[float, float]]]:
-    """turn_id -> the parts of the turn (trimmed by ``trim_s`` at both ends) where no other
+def speaker_runs(turns: pl.DataFrame, *, join_s: float = 0.0) -> list[tuple[int, str, float, float]]:
+    """(turn_id of the first turn, speaker_local, start, end) of every run of consecutive
+    turns of one speaker, in start order: a turn joins the run before it when it is the same
+    speaker's and its pause after the run's end is shorter than ``join_s`` (0: no joining)."""
+    runs: list[list] = []
+    for k, spk, a, b in turns.sort("start", "turn_id").select("turn_id", "speaker_local", "start", "end").rows():
+        if runs and runs[-1][1] == spk and a - runs[-1][3] < join_s:
+            runs[-1][3] = max(runs[-1][3], b)
+        else:
+            runs.append([int(k), spk, a, b])
+    return [tuple(r) for r in runs]
+
+
+def solo_speech(turns: pl.DataFrame, *, trim_s: float, join_s: float = 0.0) -> dict[int, list[tuple[float, float]]]:
+    """turn_id -> the parts of the turn (a run of turns joined over pauses shorter than
+    ``join_s``, keyed by its first turn), trimmed by ``trim_s`` at both ends, where no other
     speaker's turn, widened by ``trim_s``, is active."""
     rows = turns.select("turn_id", "speaker_local", "start", "end").rows()
     out = {}
-    for k, spk, a, b in rows:
+    for k, spk, a, b in speaker_runs(turns, join_s=join_s):
         others = [(s - trim_s, e + trim_s) for k2, spk2, s, e in rows if spk2 != spk and s - trim_s < b and e + trim_s > a]
         out[int(k)] = subtract([(a + trim_s, b - trim_s)], others)
     return out
@@ -95,6 +115,7 @@ def talking_spans(
     fps: float,
     *,
     trim_s: float,
+    join_s: float = 0.0,
 ) -> list[Span]:
     """Talking spans of one video (module doc), unsplit, in (track, start) order."""
     if speaker_turns.is_empty() or face_tracks.is_empty():
@@ -102,8 +123,8 @@ def talking_spans(
     bound = {s for s, t in bindings.select("speaker_local", "track_id").rows() if t is not None}
     ident = {int(t): s for t, s in track_identities.select("track_id", "speaker_local").rows() if s is not None}
     shot_frames = {int(s): (int(a), int(b)) for s, a, b in shots.select("shot_id", "start_frame", "end_frame").rows()}
-    solo = solo_speech(speaker_turns, trim_s=trim_s)
-    turn_speaker = dict(speaker_turns.select("turn_id", "speaker_local").rows())
+    solo = solo_speech(speaker_turns, trim_s=trim_s, join_s=join_s)
+    turn_speaker = {k: spk for k, spk, _, _ in speaker_runs(speaker_turns, join_s=join_s)}
     out = []
     for t, shot, a, b in face_tracks.sort("track_id").select("track_id", "shot_id", "start_frame", "end_frame").rows():
         spk = ident.get(int(t))

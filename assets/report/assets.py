@@ -2,20 +2,20 @@
 materialization metadata is the report (no table): the Figure 3 histograms as inline PNG
 images, the markdown summary, and the headline numbers as floats the UI plots over runs.
 
-It reads the whole lake through DuckDB views; the branch tables (single, dialogue_pairs, ...)
-are empty views until the branches exist. They join ``deps`` once their assets are defined:
-a dep on an undefined key would put a stub asset in the graph. stage_status is bookkeeping
+It reads the whole lake through DuckDB views (a table not written yet is an empty view, so
+the report works on a lake at any stage). stage_status is bookkeeping
 written by the per-video stages, not an asset; the stage assets are upstream through clips.
 """
 
 import dagster as dg
 
+from assets.branches.branches import BRANCH_TABLES
 from assets.report import REPORT_ASSET
 from assets.report.report import build_report, histogram_image, summary_markdown
 from assets.tiers.assets import POOL as TIERS_POOL
 from orchestration.resources import LakeResource, ThresholdsResource
 
-UPSTREAM = ("videos", "rejects", "clips", "clip_quality", "clip_tiers")
+UPSTREAM = ("videos", "rejects", "clips", "clip_quality", "clip_tiers", *BRANCH_TABLES)
 
 
 @dg.asset(

@@ -4,13 +4,14 @@ decision (the F3 clarity cut ranks the whole lake), and the blocking Great Expec
 contract on ``sft_subset``: a failing contract stops every asset downstream of it.
 
 Re-cutting the tiers after a threshold edit is job ``retier`` (these two assets and the
-dataset report that summarises them, no model stage); the ``thresholds`` resource names the
-file, so an edited copy can be tried.
+branches built on them (assets/branches) and the dataset report that summarises them; no model
+stage); the ``thresholds`` resource names the file, so an edited copy can be tried.
 """
 
 import dagster as dg
 import polars as pl
 
+from assets.branches.branches import BRANCH_TABLES
 from assets.report import REPORT_ASSET  # re-cut tiers change the report's numbers
 from assets.tiers.tiers import clip_tiers as decide_tiers
 from assets.tiers.tiers import reason_counts, sft_rows, tier_summary
@@ -105,9 +106,9 @@ def sft_contract(lake: LakeResource, thresholds: ThresholdsResource) -> dg.Asset
 
 retier = dg.define_asset_job(
     RETIER_JOB,
-    selection=dg.AssetSelection.assets(*TIER_ASSETS, REPORT_ASSET),
+    selection=dg.AssetSelection.assets(*TIER_ASSETS, *BRANCH_TABLES, REPORT_ASSET),
     description=(
-        "Re-cut the tiers after editing sql/thresholds.csv: clip_tiers and sft_subset (and their checks), then the dataset "
-        "report; no model stage."
+        "Re-cut the tiers after editing sql/thresholds.csv: clip_tiers and sft_subset, then the branches and the VidChatBench "
+        "split built on them (and their checks), then the dataset report; no model stage."
     ),
 )
