@@ -130,14 +130,14 @@ def _cmd_status(args) -> int:
 
 # ---------------------------------------------------------------- vidchat-eval
 def _cmd_vidchat_eval(args) -> int:
-    from assets.vidchat.assets import run_vidchat_eval
+    from assets.vidchat.assets import folder_set, run_vidchat_eval
     from orchestration.lake import lake_uri
     from orchestration.resources import LakeResource, models_from_env
     from orchestration.settings import MissingSettingError
 
     lake = LakeResource(location=lake_uri(args.lake))
     try:
-        scores, summ = run_vidchat_eval(lake, models_from_env(resolved=True), args.pred, args.name, builtins=not args.no_builtins, log=_progress)
+        scores, summ = run_vidchat_eval(lake, models_from_env(resolved=True), folder_set(args.pred, args.name), builtins=not args.no_builtins, log=_progress)
     except (MissingSettingError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

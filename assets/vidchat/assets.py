@@ -53,21 +53,25 @@ def load_eval_models(models: ModelsResource) -> EvalModels:
     )
 
 
+def folder_set(pred_dir: str, name: str | None = None) -> dict[str, str]:
+    """{set name: folder} for one prediction folder (name defaults to the folder's name)."""
+    folder = Path(pred_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"prediction folder {pred_dir} does not exist")
+    return {name or folder.resolve().name: str(folder)}
+
+
 def run_vidchat_eval(
-    lake: LakeResource, models: ModelsResource, pred_dir: str | None, name: str | None, *, builtins: bool, log: Callable[[str], None] = print
+    lake: LakeResource, models: ModelsResource, folders: dict[str, str], *, builtins: bool, log: Callable[[str], None] = print
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Score the sets, write them to the lake (a re-scored set replaces its rows); returns (scores, summary)."""
-    sets = {}
-    if pred_dir:
-        folder = Path(pred_dir)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"prediction folder {pred_dir} does not exist")
-        set_name = name or folder.resolve().name
-        if set_name in BUILTIN_SETS:
-            raise ValueError(f"prediction set name {set_name!r} is reserved for a built-in set; pass another name")
+    """Score prediction ``folders`` ({set name: folder}) and, with ``builtins``, the built-in sets
+    in one pass over the pairs (each reference is cut and analysed once); write them to the lake
+    (a re-scored set replaces its rows). Returns (scores, summary)."""
+    reserved = set(folders) & set(BUILTIN_SETS)
+    if reserved:
+        raise ValueError(f"prediction set names {sorted(reserved)} are reserved for the built-in sets; pass another name")
     params = EvalParams.from_thresholds()
-    if pred_dir:
-        sets[set_name] = folder_source(folder, params)
+    sets = {name: folder_source(Path(folder), params) for name, folder in folders.items()}
     if builtins:
         sets.update({b: builtin_source(b) for b in BUILTIN_SETS})
     if not sets:
@@ -108,7 +112,8 @@ def run_vidchat_eval(
     ),
 )
 def vidchat_eval(context: dg.AssetExecutionContext, config: VidChatEvalConfig, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
-    scores, summ = run_vidchat_eval(lake, models, config.pred_dir or None, config.name or None, builtins=config.builtins, log=context.log.info)
+    folders = folder_set(config.pred_dir, config.name or None) if config.pred_dir else {}
+    scores, summ = run_vidchat_eval(lake, models, folders, builtins=config.builtins, log=context.log.info)
     table = summ.drop("not_scored_pairs", "skipped_metrics", "evaluated_at")
     return dg.MaterializeResult(
         metadata={
