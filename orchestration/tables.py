@@ -652,7 +652,7 @@ _TABLES = [
         ),
         docs={
             "prediction_set": "name of the scored prediction folder, or a built-in set (ground_truth, static_frame)",
-            "pair_id": "vidchat_testset pair; null for set-level metrics (FID, FVD, expression FID, dialogue coherence)",
+            "pair_id": "vidchat_testset pair; * for set-level metrics (FID, FVD, expression FID, dialogue coherence)",
             "metric": "psnr | ssim | arcface | sync_confidence | sync_offset | sync_dist | voice_similarity | fid | fvd | expression_fid | dialogue_coherence",
             "value": "null unless status is ok (psnr dB capped at vidchat_psnr_cap_db; sync_offset frames, > 0: audio leads video)",
             "status": "ok, missing, unreadable, wrong_length, no_reference, no_audio, no_face, skipped or error",

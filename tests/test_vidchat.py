@@ -211,7 +211,7 @@ def test_missing_and_corrupt_predictions_are_named_and_the_rest_scored(results, 
 def test_unconfigured_metrics_are_reported_skipped(results, vidchat_lake):
     for name in results:
         for metric, field in UNCONFIGURED_METRICS.items():
-            r = results[name][(None, metric)]
+            r = results[name][("*", metric)]
             assert r["status"] == "skipped" and r["value"] is None and field in r["reason"]
     summary = lake.read("vidchat_summary", vidchat_lake["uri"])
     assert set(summary["prediction_set"]) == {"ground_truth", "static_frame", "reference_files", "swapped", "shifted", "broken"}
@@ -234,3 +234,13 @@ def test_wrong_length_prediction(vidchat_lake, tmp_path):
     shutil.copy(tmp_path / "ref.mp4", tmp_path / "same.mp4")
     same = load_prediction(tmp_path / "same.mp4", ref, tolerance_s=threshold("vidchat_duration_tol_s"))
     assert np.array_equal(same.frames, ref.frames) and np.array_equal(same.audio, ref.audio)
+
+
+def test_vidchat_eval_is_a_job_outside_the_batch():
+    from orchestration.definitions import build_defs
+
+    defs = build_defs("in_process")
+    job = defs.resolve_job_def("vidchat_eval")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"vidchat_scores", "vidchat_summary"}
+    batch = {k.to_user_string() for k in defs.resolve_job_def("process_batch").asset_layer.executable_asset_keys}
+    assert not batch & {"vidchat_scores", "vidchat_summary"}

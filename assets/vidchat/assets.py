@@ -1,4 +1,5 @@
-"""Dagster wiring of the VidChatBench evaluator: asset ``vidchat_eval`` (non-partitioned) scores
+"""Dagster wiring of the VidChatBench evaluator: multi-asset ``vidchat_eval`` (non-partitioned; tables
+``vidchat_scores`` and ``vidchat_summary`` with their key checks) scores
 a prediction folder, and the built-in ground_truth / static_frame sets, against the lake's
 ``vidchat_testset`` and writes ``vidchat_scores`` and ``vidchat_summary``. Job
 ``vidchat_eval`` runs it alone; the CLI (``speakerlake vidchat-eval``) calls :func:`run_vidchat_eval`.
@@ -29,7 +30,8 @@ from assets.vidchat.evaluate import (
 from assets.vision import load_vision_models
 from orchestration import lake as lake_io
 from orchestration.lake import sql_list
-from orchestration.metadata import markdown_table
+from orchestration.checks import key_check_results, key_check_specs
+from orchestration.metadata import asset_spec, markdown_table, materialization_metadata
 from orchestration.resources import LakeResource, ModelsResource
 from orchestration.settings import require_path
 
@@ -99,34 +101,38 @@ def run_vidchat_eval(
     return scores, summ
 
 
-@dg.asset(
+@dg.multi_asset(
     name="vidchat_eval",
-    deps=["vidchat_testset", "clips"],
-    group_name=GROUP,
-    kinds={"delta", "insightface"},
-    description=(
-        "VidChatBench: scores a prediction folder (<pair_id>.mp4 per test pair) and the built-in ground_truth and "
-        "static_frame sets against the reference responder clips: PSNR, SSIM, ArcFace identity, lip-sync confidence "
-        "and offset, voice similarity; FID / FVD / expression FID / dialogue coherence are reported as skipped. "
-        "Writes vidchat_scores (per pair and metric) and vidchat_summary (per set)."
-    ),
+    specs=[
+        asset_spec("vidchat_scores", deps=["vidchat_testset", "clips"], group_name=GROUP, kinds={"delta", "insightface"}),
+        asset_spec("vidchat_summary", deps=["vidchat_scores"], group_name=GROUP, kinds={"delta"}),
+    ],
+    check_specs=key_check_specs(["vidchat_scores", "vidchat_summary"]),
 )
-def vidchat_eval(context: dg.AssetExecutionContext, config: VidChatEvalConfig, lake: LakeResource, models: ModelsResource) -> dg.MaterializeResult:
+def vidchat_eval(context: dg.AssetExecutionContext, config: VidChatEvalConfig, lake: LakeResource, models: ModelsResource):
+    """VidChatBench: scores a prediction folder (<pair_id>.mp4 per test pair) and the built-in ground_truth and
+    static_frame sets against the reference responder clips: PSNR, SSIM, ArcFace identity, lip-sync confidence
+    and offset, voice similarity; FID / FVD / expression FID / dialogue coherence are reported as skipped."""
     folders = folder_set(config.pred_dir, config.name or None) if config.pred_dir else {}
     scores, summ = run_vidchat_eval(lake, models, folders, builtins=config.builtins, log=context.log.info)
     table = summ.drop("not_scored_pairs", "skipped_metrics", "evaluated_at")
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key="vidchat_scores",
         metadata={
-            "sets": dg.MetadataValue.md(markdown_table(table, max_rows=table.height)),
-            "pairs": int(summ["pairs"].max() or 0),
-            "rows": scores.height,
+            **materialization_metadata("vidchat_scores", scores, lake.count("vidchat_scores")),
             "not_scored": dg.MetadataValue.md("\n".join(f"- {s}: {p}" for s, ps in summ.select("prediction_set", "not_scored_pairs").iter_rows() for p in ps) or "(none)"),
-        }
+        },
     )
+    yield dg.MaterializeResult(
+        asset_key="vidchat_summary",
+        metadata={**materialization_metadata("vidchat_summary", summ, lake.count("vidchat_summary")), "sets": dg.MetadataValue.md(markdown_table(table, max_rows=table.height))},
+    )
+    yield from key_check_results("vidchat_scores", scores)
+    yield from key_check_results("vidchat_summary", summ)
 
 
 vidchat_eval_job = dg.define_asset_job(
     VIDCHAT_JOB,
-    selection=dg.AssetSelection.assets("vidchat_eval"),
+    selection=dg.AssetSelection.assets("vidchat_scores", "vidchat_summary"),
     description="Score a prediction folder against the VidChatBench test split (run config: pred_dir, name, builtins).",
 )

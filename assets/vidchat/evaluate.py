@@ -14,7 +14,7 @@ prediction or reference without sound), ``no_face`` (no face to score). A bad pr
 never stops the others.
 
 FID, FVD, expression FID and dialogue coherence need feature extractors / a text-embedding
-model whose weights do not ship: each is one set-level row (``pair_id`` null) with status
+model whose weights do not ship: each is one set-level row (``pair_id`` ``*``) with status
 ``skipped`` and the setting to configure; this version computes none of them, also when the
 setting is given (then the reason says so).
 """
@@ -42,6 +42,7 @@ PAIR_METRICS = ("psnr", "ssim", "arcface", "sync_confidence", "sync_offset", "sy
 # metric -> the models-resource field of the weights it needs (none ship)
 UNCONFIGURED_METRICS = {"fid": "fid_model", "fvd": "fvd_model", "expression_fid": "expression_model", "dialogue_coherence": "text_embedding_model_dir"}
 BUILTIN_SETS = ("ground_truth", "static_frame")
+SET_LEVEL = "*"  # pair_id of a set-level row (a distribution metric over all pairs)
 NOT_READ = ("missing", "unreadable", "wrong_length", "no_reference")  # pair-level failures: no metric was computed
 
 
@@ -105,7 +106,7 @@ def builtin_source(name: str) -> PredictionSource:
     raise ValueError(f"built-in prediction set {name!r}: expected one of {BUILTIN_SETS}")
 
 
-def _row(set_name: str, pair_id: str | None, metric: str, value: float | None = None, status: str = "ok", reason: str | None = None) -> dict:
+def _row(set_name: str, pair_id: str, metric: str, value: float | None = None, status: str = "ok", reason: str | None = None) -> dict:
     if value is not None and not math.isfinite(value):
         value, status, reason = None, "error", f"non-finite value {value}"
     return {"prediction_set": set_name, "pair_id": pair_id, "metric": metric, "value": value, "status": status, "reason": reason}
@@ -150,7 +151,7 @@ def unconfigured_rows(set_name: str, optional: dict[str, str | None]) -> list[di
             reason = f"not_implemented: {setting_label(field)} is set, but this version does not compute {metric}"
         else:
             reason = f"not_configured: set {setting_label(field)} to its feature-extractor weights"
-        rows.append(_row(set_name, None, metric, status="skipped", reason=reason))
+        rows.append(_row(set_name, SET_LEVEL, metric, status="skipped", reason=reason))
     return rows
 
 
@@ -190,8 +191,8 @@ def summary(scores: pl.DataFrame, evaluated_at) -> pl.DataFrame:
     (null when no pair has it), pairs scored / not scored and why."""
     spec = TABLES["vidchat_summary"]
     out = []
-    for (name,), s in scores.sort("pair_id", "metric", nulls_last=True).group_by("prediction_set", maintain_order=True):
-        per_pair = s.filter(pl.col("pair_id").is_not_null())
+    for (name,), s in scores.sort("pair_id", "metric").group_by("prediction_set", maintain_order=True):
+        per_pair = s.filter(pl.col("pair_id") != SET_LEVEL)
         status = per_pair.group_by("pair_id", maintain_order=True).agg(pl.col("status").first(), pl.col("reason").first())
         failed = status.filter(pl.col("status").is_in(NOT_READ))
         row = {
