@@ -3,6 +3,8 @@
     speakerlake run [SOURCE] [--lake URI] [--retry-failed]   plan SOURCE's new files, run every batch with work left
     speakerlake sql "SELECT ..." [--format table|csv|json|parquet] [--out FILE]
     speakerlake status                       row counts per table and the last batch
+    speakerlake vidchat-eval --pred DIR [--name NAME] [--out results.parquet] [--lake URI]
+                                             score <pair_id>.mp4 predictions against the VidChatBench test split
 """
 
 from __future__ import annotations
@@ -123,6 +125,31 @@ def _cmd_status(args) -> int:
             print(format_table(st.group_by("stage", "status").agg(videos=pl.len()).sort("stage", "status")))
     else:
         print("last batch: none")
+    return 0
+
+
+# ---------------------------------------------------------------- vidchat-eval
+def _cmd_vidchat_eval(args) -> int:
+    from assets.vidchat.assets import folder_set, run_vidchat_eval
+    from orchestration.lake import lake_uri
+    from orchestration.resources import LakeResource, models_from_env
+    from orchestration.settings import MissingSettingError
+
+    lake = LakeResource(location=lake_uri(args.lake))
+    try:
+        scores, summ = run_vidchat_eval(lake, models_from_env(resolved=True), folder_set(args.pred, args.name), builtins=not args.no_builtins, log=_progress)
+    except (MissingSettingError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(summ.drop("not_scored_pairs", "skipped_metrics", "evaluated_at")))
+    for name, pairs, skipped in summ.select("prediction_set", "not_scored_pairs", "skipped_metrics").iter_rows():
+        for p in pairs:
+            print(f"{name}: not scored {p}")
+        if skipped:
+            print(f"{name}: skipped " + "; ".join(skipped))
+    if args.out:
+        scores.write_parquet(args.out)
+        print(f"wrote {scores.height} rows to {args.out}")
     return 0
 
 
@@ -266,6 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("status", help="row counts and the last batch")
     s.add_argument("--lake", default=None)
     s.set_defaults(fn=_cmd_status)
+    v = sub.add_parser("vidchat-eval", help="score a folder of <pair_id>.mp4 predictions against the VidChatBench test split")
+    v.add_argument("--pred", required=True, help="folder with one generated mp4 (video + audio) per test pair, named <pair_id>.mp4")
+    v.add_argument("--name", default=None, help="prediction set name in vidchat_scores / vidchat_summary (default: the folder's name)")
+    v.add_argument("--out", default=None, help="also write the per-pair rows to this parquet file")
+    v.add_argument("--no-builtins", action="store_true", help="do not (re)score the ground_truth and static_frame reference sets")
+    v.add_argument("--lake", default=None)
+    v.set_defaults(fn=_cmd_vidchat_eval)
     args = p.parse_args(argv)
     # Model settings written by `make demo` (.env); the real environment wins.
     if Path(".env").is_file():

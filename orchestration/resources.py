@@ -46,6 +46,10 @@ class ModelsResource(dg.ConfigurableResource):
     dover_onnx: str | None = _setting_field("dover_onnx")
     vlm_model_dir: str | None = _setting_field("vlm_model_dir")
     topic_llm_dir: str | None = _setting_field("topic_llm_dir")
+    fid_model: str | None = _setting_field("fid_model")
+    fvd_model: str | None = _setting_field("fvd_model")
+    expression_model: str | None = _setting_field("expression_model")
+    text_embedding_model_dir: str | None = _setting_field("text_embedding_model_dir")
 
     def audio(self) -> AudioModelSettings:
         return AudioModelSettings(

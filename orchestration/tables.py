@@ -633,6 +633,63 @@ _TABLES = [
             "speakers appear in no training row of any branch (the branches exclude them)."
         ),
     ),
+    # ---- evaluation (assets/vidchat) ----
+    TableSpec(
+        "vidchat_scores",
+        {
+            "prediction_set": pl.String,
+            "pair_id": pl.String,
+            "metric": pl.String,
+            "value": pl.Float64,
+            "status": pl.String,
+            "reason": pl.String,
+        },
+        key=("prediction_set", "pair_id", "metric"),
+        write="merge",
+        description=(
+            "VidChatBench scores: one row per prediction set, test pair and metric, against the reference responder clip "
+            "(assets/vidchat). A re-evaluated set replaces all its rows."
+        ),
+        docs={
+            "prediction_set": "name of the scored prediction folder, or a built-in set (ground_truth, static_frame)",
+            "pair_id": "vidchat_testset pair; * for set-level metrics (FID, FVD, expression FID, dialogue coherence)",
+            "metric": "psnr | ssim | arcface | sync_confidence | sync_offset | sync_dist | voice_similarity | fid | fvd | expression_fid | dialogue_coherence",
+            "value": "null unless status is ok (psnr dB capped at vidchat_psnr_cap_db; sync_offset frames, > 0: audio leads video)",
+            "status": "ok, missing, unreadable, wrong_length, no_reference, no_audio, no_face, skipped or error",
+            "reason": "why there is no value (the file, the length, the setting to configure)",
+        },
+    ),
+    TableSpec(
+        "vidchat_summary",
+        {
+            "prediction_set": pl.String,
+            "pairs": pl.Int32,
+            "scored": pl.Int32,
+            "not_scored": pl.Int32,
+            "psnr": pl.Float64,
+            "ssim": pl.Float64,
+            "arcface": pl.Float64,
+            "sync_confidence": pl.Float64,
+            "sync_offset": pl.Float64,
+            "sync_dist": pl.Float64,
+            "voice_similarity": pl.Float64,
+            "fid": pl.Float64,
+            "fvd": pl.Float64,
+            "expression_fid": pl.Float64,
+            "dialogue_coherence": pl.Float64,
+            "not_scored_pairs": pl.List(pl.String),
+            "skipped_metrics": pl.List(pl.String),
+            "evaluated_at": pl.Datetime("us", "UTC"),
+        },
+        key=("prediction_set",),
+        write="merge",
+        description="VidChatBench summary laid out like the paper's table: one row per prediction set, the mean of each metric over its scored pairs.",
+        docs={
+            "pairs": "test pairs", "scored": "pairs whose prediction was read and scored", "not_scored": "missing, unreadable, wrong-length or reference-less pairs",
+            "not_scored_pairs": "pair_id: status (reason) of each pair not scored", "skipped_metrics": "metric: reason of each metric not computed (weights not configured)",
+            "sync_offset": "mean lip-sync offset (frames; > 0: audio leads video)",
+        },
+    ),
 ]
 
 # Column meanings the UI's column schema shows (dagster/column_schema). Names used by many
