@@ -33,7 +33,7 @@ STAGE_MODULES = [ingest_assets, audio_assets, vision_assets, binding_assets, cli
 
 process_batch = dg.define_asset_job(
     PROCESS_JOB,
-    # the release is exported, and predictions are scored (job vidchat_eval), on request with run config, not per batch
+    # the release is exported, and predictions are scored (job score_predictions), on request with run config, not per batch
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets("release", "vidchat_scores", "vidchat_summary"),
     description="Everything for one ingest batch: ingest, audio, vision, binding, speaker ids, clips, clip quality, then the dataset-wide tiers, branches and the dataset report.",
 )

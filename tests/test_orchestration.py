@@ -209,3 +209,8 @@ def test_asr_coverage_check_fails_on_a_lake_row_with_coverage_one_half(tmp_path)
     assert result.metadata["asr_coverage_min"].value == 0.5
     (result,) = evaluate(None, uri, ["good"])
     assert result.passed
+
+
+def test_definitions_load_as_the_code_server_loads_them():
+    # what `dagster dev` and every CLI run do first: names must be unique across jobs and ops
+    dg.Definitions.validate_loadable(build_defs())

@@ -20,6 +20,8 @@ from orchestration.tables import TABLES
 
 REPO = Path(__file__).resolve().parent.parent
 # Columns that legitimately differ between two lakes or two runs.
+# every table a per-video (model) stage writes
+PER_VIDEO_TABLES = {"speech_segments", "speaker_turns", "video_speakers", "transcripts", "asr_coverage", "shots", "face_tracks", "sync_scores", "bindings", "track_identities", "identity_units", "listening_segments", "clips", "clip_quality"}
 VOLATILE = {"ingested_at", "rejected_at", "discovered_at", "completed_at", "updated_at", "batch_id", "raw_uri"}
 
 
@@ -50,7 +52,7 @@ def test_every_table_filled(clean_lake):
     # clip is SFT; the SFT path is tested on synthetic rows (tests/test_tiers.py). conv_a's
     # turns are cut below 3 s by overlaps and shots except one: no pair, listening clip or chain,
     # and no test split; tests/test_branches.py fills those on conv_b + conv_long.
-    # vidchat_scores / vidchat_summary are written only when predictions are scored (job vidchat_eval, tests/test_vidchat.py)
+    # vidchat_scores / vidchat_summary are written only when predictions are scored (job score_predictions, tests/test_vidchat.py)
     empty_ok = {"rejects", "sft_subset", "dialogue_pairs", "listening_pairs", "multi_turn_context", "multi_turn_chains", "vidchat_testset", "vidchat_scores", "vidchat_summary"}
     assert all(n > 0 for t, n in counts.items() if t not in empty_ok), {t: n for t, n in counts.items() if n == 0}  # the empty ones
     assert lake.read("batch_status", clean_lake)["stage"].to_list() == ["ingest"]
@@ -110,3 +112,40 @@ def test_killed_run_then_rerun_equals_clean_run(clean_lake, inbox, tmp_path, shi
     out, _ = p.communicate(timeout=900)
     assert p.returncode == 0, out[-4000:]
     assert_same_tables(snapshot(clean_lake), snapshot(uri))
+
+
+def test_retiering_the_pipeline_lake_by_editing_thresholds_runs_no_model(clean_lake, tmp_path):
+    """Issue 17: on a lake the real pipeline made, editing thresholds.csv and running the
+    ``retier`` job re-cuts the tiers (and what is built on them) in seconds; no model asset runs."""
+    import shutil
+
+    import dagster as dg
+
+    from assets.tiers.assets import RETIER_JOB
+    from orchestration.definitions import build_defs
+    from orchestration.resources import LakeResource, ThresholdsResource
+    from orchestration.thresholds import THRESHOLDS_CSV
+
+    uri = str(tmp_path / "lake")
+    shutil.copytree(clean_lake, uri)
+    before = lake.read("clip_tiers", uri)
+    assert before.height > 0 and set(before["tier"]) <= {"pretrain", "rejected"}  # demo people are photographs: motion 1, no SFT
+    edited = tmp_path / "thresholds.csv"
+    text = THRESHOLDS_CSV.read_text()
+    for name, value in (("sft_motion_score_min", "0"), ("sft_face_blur_min", "0.0"), ("sft_visual_quality_min", "0.0"), ("sft_hand_blur_min", "0.0"), ("sft_avg_logprob_min", "-99")):
+        line = next(x for x in text.splitlines() if x.startswith(name + ","))
+        text = text.replace(line, ",".join([name, value, *line.split(",")[2:]]))
+    edited.write_text(text)
+    job = build_defs("in_process", resources={"lake": LakeResource(location=uri), "thresholds": ThresholdsResource(path=str(edited))}).resolve_job_def(RETIER_JOB)
+    start = time.perf_counter()
+    run = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    seconds = time.perf_counter() - start
+    assert run.success
+    materialized = {e.asset_key.to_user_string() for e in run.get_asset_materialization_events()}
+    assert materialized.isdisjoint({*PER_VIDEO_TABLES, "speakers", "speaker_assignments", "videos"}), materialized
+    assert {"clip_tiers", "sft_subset"} <= materialized
+    after = lake.read("clip_tiers", uri)
+    kept = before.filter(pl.col("tier") == "pretrain")["clip_id"].sort().to_list()
+    assert sorted(after.filter(pl.col("tier") == "sft")["clip_id"].to_list()) == kept  # every kept clip missed only SFT rules, all lowered now
+    assert lake.count("sft_subset", uri) == len(kept)
+    assert seconds < 60, seconds

@@ -89,7 +89,7 @@ def test_dagster_dev_shows_the_lake(tmp_path, ingest_inputs, shipped_models):
         for key, node in by_key.items():
             if key == "release":  # files, not a table; exported on request (job export_release), not per batch
                 continue
-            if key in ("vidchat_scores", "vidchat_summary"):  # written when predictions are scored (job vidchat_eval), not per batch
+            if key in ("vidchat_scores", "vidchat_summary"):  # written when predictions are scored (job score_predictions), not per batch
                 assert not node["assetMaterializations"], key
                 continue
             (mat,) = node["assetMaterializations"]

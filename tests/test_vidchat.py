@@ -240,7 +240,7 @@ def test_vidchat_eval_is_a_job_outside_the_batch():
     from orchestration.definitions import build_defs
 
     defs = build_defs("in_process")
-    job = defs.resolve_job_def("vidchat_eval")
+    job = defs.resolve_job_def("score_predictions")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"vidchat_scores", "vidchat_summary"}
     batch = {k.to_user_string() for k in defs.resolve_job_def("process_batch").asset_layer.executable_asset_keys}
     assert not batch & {"vidchat_scores", "vidchat_summary"}

@@ -36,7 +36,7 @@ from orchestration.resources import LakeResource, ModelsResource
 from orchestration.settings import require_path
 
 GROUP = "evaluation"
-VIDCHAT_JOB = "vidchat_eval"
+VIDCHAT_JOB = "score_predictions"  # not the asset's name: a job and an op may not share one
 TURN_COLUMNS = ("video_id", "speaker_local", "start", "end")
 
 
