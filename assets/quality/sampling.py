@@ -53,7 +53,8 @@ def iter_pairs(path: str | Path, indices: list[int], step: int) -> Iterator[Fram
     wanted = set(indices) | {i + step for i in indices}
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        # no frame threading: seeking and restarting the decoder with FFmpeg's frame threads
+        # deadlocked (tests, after other tests had run); a few GOPs per clip decode fast on one
         fps, tb = stream_fps(stream), float(stream.time_base)
         start = float(stream.start_time or 0) * tb
         held: dict[int, np.ndarray] = {}
