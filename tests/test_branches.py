@@ -24,6 +24,7 @@ import polars as pl
 import pytest
 
 from assets.branches.branches import BRANCH_TABLES, all_dialogue_pairs, build_branches, draw_test_speakers
+from assets.clips.spans import subtract
 from orchestration import lake as lake_io
 from orchestration.tables import TABLES
 from orchestration.thresholds import THRESHOLDS_CSV, load
@@ -287,22 +288,6 @@ def test_branches_asset_writes_every_table_and_is_in_retier(split_lake):
 
 
 # ---------------------------------------------------------------- ground truth on real pipeline output
-def _subtract(a: float, b: float, cuts: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    pieces = [(a, b)]
-    for c, d in cuts:
-        nxt = []
-        for x, y in pieces:
-            if d <= x or c >= y:
-                nxt.append((x, y))
-                continue
-            if c > x:
-                nxt.append((x, c))
-            if d < y:
-                nxt.append((d, y))
-        pieces = nxt
-    return pieces
-
-
 def gt_dialogue_pairs(gt: dict, *, max_gap: float, min_clip: float) -> list[tuple[dict, dict]]:
     """The dialogue rule on the ground truth: the two people who speak most (both on screen
     somewhere, as both must be bound), backchannels dropped, runs of one person's turns
@@ -318,7 +303,7 @@ def gt_dialogue_pairs(gt: dict, *, max_gap: float, min_clip: float) -> list[tupl
         return []
 
     def clipable(p: str, s: float, e: float) -> bool:
-        solo = _subtract(s, e, [(s2, e2) for p2, s2, e2 in turns if p2 != p])
+        solo = subtract([(s, e)], [(s2, e2) for p2, s2, e2 in turns if p2 != p])
         return any(
             min(y, sh["end"]) - max(x, sh["start"]) >= min_clip for sh in gt["shots"] if p in {f["person"] for f in sh["faces"]} for x, y in solo
         )

@@ -21,7 +21,7 @@ from assets.binding.identity import video_identities
 from assets.binding.speaker_ids import identity_units
 from assets.binding.listening import listening_frames, merge_spans
 from assets.binding.params import BindingParams
-from assets.binding.sync import SyncModels, mouth_sync, sync_scores_frame, sync_windows
+from assets.binding.sync import SyncModels, score_windows, sync_scores_frame, sync_windows
 from orchestration.tables import TABLES
 
 OUTPUTS = ("sync_scores", "bindings", "track_identities", "identity_units", "listening_segments")
@@ -101,26 +101,7 @@ def analyze_binding(
 
     t0 = time.perf_counter()
     windows = sync_windows(tracks, turns, fps, min_overlap_s=params.sync_min_overlap_s, trim_s=params.sync_turn_trim_s)
-    if not windows:
-        results = {}
-    elif backend == "syncnet":
-        from assets.binding.syncnet import syncnet_sync
-
-        if media_path is None:
-            raise ValueError("the syncnet sync backend needs media_path (it reads face crops from the video)")
-        results = syncnet_sync(windows, tracks, audio, media_path, fps, max_offset=params.sync_max_offset, net=sync_models.syncnet)
-    else:
-        results = mouth_sync(
-            windows,
-            tracks,
-            audio,
-            fps,
-            n_frames,
-            max_offset=params.sync_max_offset,
-            hp_frames=max(3, int(round(params.sync_highpass_s * fps))),
-            smooth_frames=params.sync_smooth_frames,
-            mouth_floor=params.sync_mouth_floor,
-        )
+    results = score_windows(windows, tracks, audio, fps, n_frames, params=params, sync_models=sync_models, media_path=media_path)
     sync = sync_scores_frame(video_id, windows, results, fps)
     t1 = time.perf_counter()
     stats.sync = t1 - t0

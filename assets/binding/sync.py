@@ -183,6 +183,41 @@ def mouth_sync(windows: list[SyncWindow], face_tracks: pl.DataFrame, audio: np.n
     return out
 
 
+def score_windows(
+    windows: list[SyncWindow],
+    face_tracks: pl.DataFrame,
+    audio: np.ndarray,
+    fps: float,
+    n_frames: int,
+    *,
+    params,
+    sync_models: SyncModels | None = None,
+    media_path=None,
+) -> dict[tuple[int, int], SyncResult]:
+    """(track_id, turn_id) -> SyncResult of each window with the configured backend (``mouth``
+    when ``sync_models`` is None); ``params`` carries the sync_* thresholds (BindingParams).
+    The one place the binding stage, the clips stage and the VidChatBench evaluator score sync."""
+    if not windows:
+        return {}
+    if sync_models is not None and sync_models.backend == "syncnet":
+        from assets.binding.syncnet import syncnet_sync
+
+        if media_path is None:
+            raise ValueError("the syncnet sync backend needs media_path (it reads face crops from the video)")
+        return syncnet_sync(windows, face_tracks, audio, media_path, fps, max_offset=params.sync_max_offset, net=sync_models.syncnet)
+    return mouth_sync(
+        windows,
+        face_tracks,
+        audio,
+        fps,
+        n_frames,
+        max_offset=params.sync_max_offset,
+        hp_frames=max(3, int(round(params.sync_highpass_s * fps))),
+        smooth_frames=params.sync_smooth_frames,
+        mouth_floor=params.sync_mouth_floor,
+    )
+
+
 def sync_scores_frame(video_id: str, windows: list[SyncWindow], results: dict[tuple[int, int], SyncResult], fps: float) -> pl.DataFrame:
     spec = TABLES["sync_scores"]
     rows = []

@@ -30,7 +30,7 @@ import polars as pl
 
 from assets.binding.params import BindingParams
 from assets.binding.pipeline import video_frames
-from assets.binding.sync import SyncModels, SyncResult, SyncWindow, mouth_sync
+from assets.binding.sync import SyncModels, SyncResult, SyncWindow, score_windows
 from assets.clips.spans import Span, listening_spans, split_span, talking_spans
 from assets.clips.text import clip_text
 from assets.vision.faces import person_box
@@ -87,22 +87,7 @@ def clip_sync(
     if audio is None or not spans:
         return {}
     windows = [SyncWindow(s.track_id, i, s.speaker_local or "", s.f0, s.f1) for i, s in enumerate(spans)]
-    if sync_models.backend == "syncnet":
-        from assets.binding.syncnet import syncnet_sync
-
-        res = syncnet_sync(windows, face_tracks, audio, media_path, fps, max_offset=params.sync_max_offset, net=sync_models.syncnet)
-    else:
-        res = mouth_sync(
-            windows,
-            face_tracks,
-            audio,
-            fps,
-            n_frames,
-            max_offset=params.sync_max_offset,
-            hp_frames=max(3, int(round(params.sync_highpass_s * fps))),
-            smooth_frames=params.sync_smooth_frames,
-            mouth_floor=params.sync_mouth_floor,
-        )
+    res = score_windows(windows, face_tracks, audio, fps, n_frames, params=params, sync_models=sync_models, media_path=media_path)
     return {turn: r for (_, turn), r in res.items()}
 
 

@@ -9,7 +9,7 @@
   loses the face is not excused). Frame-wise rather than against one mean reference face, so
   the reference scored against itself gives exactly 1.
 - ``sync_confidence``, ``sync_offset``, ``sync_dist``: the project's lip-sync scorer
-  (`assets.binding.sync.mouth_sync`, mouth backend) on the prediction's own frames and audio:
+  (`assets.binding.sync.score_windows`, mouth backend) on the prediction's own frames and audio:
   the 2d106 mouth opening as the vision stage computes it (`assets.vision.mouth`, sampled at
   ``face_mouth_fps`` and interpolated), against the prediction's speech envelope. Offset sign as
   ``sync_scores``: > 0 means the audio leads the video.
@@ -27,7 +27,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from assets.audio import diarization as diar
 from assets.binding.params import BindingParams
-from assets.binding.sync import SyncResult, SyncWindow, mouth_sync
+from assets.binding.sync import SyncResult, SyncWindow, score_windows
 from assets.vision.faces import detect_faces, embed_face, landmarks_106
 from assets.vision.models import FaceModels
 from assets.vision.mouth import mouth_opening, resample
@@ -92,17 +92,7 @@ def clip_sync(samples: FaceSamples, n_frames: int, audio: np.ndarray, fps: float
     track = pl.DataFrame(
         {"track_id": [0], "start_frame": [0], "end_frame": [n_frames], "frames": [frames.tolist()], "mouth_open": [resample(samples.frames[ok], samples.mouth[ok], frames).tolist()]}
     )
-    res = mouth_sync(
-        [SyncWindow(0, 0, "", 0, n_frames)],
-        track,
-        audio,
-        fps,
-        n_frames,
-        max_offset=params.sync_max_offset,
-        hp_frames=max(3, int(round(params.sync_highpass_s * fps))),
-        smooth_frames=params.sync_smooth_frames,
-        mouth_floor=params.sync_mouth_floor,
-    )
+    res = score_windows([SyncWindow(0, 0, "", 0, n_frames)], track, audio, fps, n_frames, params=params)
     return res.get((0, 0))
 
 
