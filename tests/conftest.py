@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -17,6 +19,7 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 # Tests (and the CLI processes they start) get their own Dagster instance: `make test` must
 # not add runs or partitions to the user's dagster_home.
 _home = tempfile.mkdtemp(prefix="speakerlake-test-dagster-home-")
+atexit.register(shutil.rmtree, _home, ignore_errors=True)  # runs, logs and storage of this session only
 Path(_home, "dagster.yaml").write_text("telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n")
 os.environ["DAGSTER_HOME"] = _home
 
