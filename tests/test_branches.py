@@ -342,7 +342,7 @@ def dialogue_lake(demo_corpus_dir, tmp_path_factory, shipped_models) -> str:
     for name in ("conv_b", "conv_long"):
         shutil.copyfile(demo_corpus_dir / f"{name}.mp4", inbox / f"{name}.mp4")
     uri = str(tmp_path_factory.mktemp("dialogue") / "lake")
-    p = subprocess.run([sys.executable, "-m", "orchestration.cli", "run", str(inbox), "--lake", uri], cwd=REPO, capture_output=True, text=True, timeout=1200)
+    p = subprocess.run([sys.executable, "-m", "orchestration.cli", "run", str(inbox), "--lake", uri, "--in-process"], cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     return uri
 

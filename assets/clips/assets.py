@@ -17,7 +17,7 @@ from orchestration.checks import FIRST_KEYS, stage_check_spec
 from orchestration.resources import ModelsResource
 from orchestration.stage_assets import per_video_stage
 
-UPSTREAM = ("face_tracks", "shots", "speaker_turns", "transcripts", "bindings", "track_identities", "listening_segments", "speaker_assignments")
+UPSTREAM = ("face_tracks", "shots", "speaker_turns", "transcripts", "bindings", "track_identities", "listening_segments", "speaker_assignments", "sync_scores")
 
 
 def setup_clips(models: ModelsResource, lake_uri: str, videos: pl.DataFrame):

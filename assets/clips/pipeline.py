@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from assets.binding.assign import mark_evidence
 from assets.binding.params import BindingParams
 from assets.binding.pipeline import video_frames
 from assets.binding.sync import SyncModels, SyncResult, SyncWindow, score_windows
@@ -57,10 +58,25 @@ def clip_id(video_id: str, track_id: int, start_s: float) -> str:
     return f"{video_id}_t{int(track_id)}_{int(round(start_s * 1000)):09d}"
 
 
-def clip_spans(tables: dict[str, pl.DataFrame], fps: float, params: ClipParams) -> list[Span]:
-    """Talking and listening spans of one video, cut to length, in (track, start) order."""
+def unsynced_turns(sync_scores: pl.DataFrame | None, binding: BindingParams) -> set[tuple[int, int]]:
+    """(track_id, turn_id) whose sync row says the face does not speak the turn: a window long
+    enough to judge (``bind_min_evidence_s``) that fails the binding stage's evidence rule
+    (confidence, plausible offset, margin over rivals). A shorter window decides nothing."""
+    if sync_scores is None or sync_scores.is_empty():
+        return set()
+    rule = binding.evidence()
+    marked = mark_evidence(sync_scores, min_confidence=binding.bind_min_confidence, rule=rule)
+    judged = pl.col("end") - pl.col("start") >= (rule.min_seconds or 0.0) - 1e-9
+    return {(int(t), int(k)) for t, k in marked.filter(judged & ~pl.col("synced")).select("track_id", "turn_id").rows()}
+
+
+def clip_spans(tables: dict[str, pl.DataFrame], fps: float, params: ClipParams, unsynced: set[tuple[int, int]] | frozenset = frozenset()) -> list[Span]:
+    """Talking and listening spans of one video, cut to length, in (track, start) order;
+    ``unsynced`` see `talking_spans`."""
     ti, ft = tables["track_identities"], tables["face_tracks"]
-    spans = talking_spans(tables["speaker_turns"], tables["bindings"], ti, ft, tables["shots"], fps, trim_s=params.turn_trim_s, join_s=params.turn_join_s)
+    spans = talking_spans(
+        tables["speaker_turns"], tables["bindings"], ti, ft, tables["shots"], fps, trim_s=params.turn_trim_s, join_s=params.turn_join_s, unsynced=unsynced
+    )
     spans += listening_spans(tables["listening_segments"], ti, ft, fps)
     out = [piece for s in spans for piece in split_span(s, fps, min_s=params.min_s, max_s=params.max_s)]
     return sorted(out, key=lambda s: (s.track_id, s.f0))
@@ -106,7 +122,8 @@ def analyze_clips(
 
     ``video``: its ``videos`` row (video_id, fps, width, height); ``tables``: that video's
     ``face_tracks``, ``shots``, ``speaker_turns``, ``transcripts``, ``bindings``,
-    ``track_identities``, ``listening_segments`` and ``speaker_assignments``; ``audio``:
+    ``track_identities``, ``listening_segments``, ``speaker_assignments`` and (optional)
+    ``sync_scores``; ``audio``:
     16 kHz mono (`assets.audio.decode.decode_audio`) or None (no sync then).
     """
     spec = TABLES["clips"]
@@ -118,7 +135,7 @@ def analyze_clips(
     fps = float(video.get("fps") or 0) or 25.0
     width, height = int(video.get("width") or 0), int(video.get("height") or 0)
     ft = tables["face_tracks"]
-    spans = clip_spans(tables, fps, params)
+    spans = clip_spans(tables, fps, params, unsynced_turns(tables.get("sync_scores"), binding))
     if not spans:
         return spec.empty()
 

@@ -85,13 +85,19 @@ def speaker_runs(turns: pl.DataFrame, *, join_s: float = 0.0) -> list[tuple[int,
     """(turn_id of the first turn, speaker_local, start, end) of every run of consecutive
     turns of one speaker, in start order: a turn joins the run before it when it is the same
     speaker's and its pause after the run's end is shorter than ``join_s`` (0: no joining)."""
+    return [(k, spk, a, b) for k, spk, a, b, _ in _runs(turns, join_s)]
+
+
+def _runs(turns: pl.DataFrame, join_s: float) -> list[list]:
+    """speaker_runs with each run's member turns [(turn_id, start, end)] last."""
     runs: list[list] = []
     for k, spk, a, b in turns.sort("start", "turn_id").select("turn_id", "speaker_local", "start", "end").rows():
         if runs and runs[-1][1] == spk and a - runs[-1][3] < join_s:
             runs[-1][3] = max(runs[-1][3], b)
+            runs[-1][4].append((int(k), a, b))
         else:
-            runs.append([int(k), spk, a, b])
-    return [tuple(r) for r in runs]
+            runs.append([int(k), spk, a, b, [(int(k), a, b)]])
+    return runs
 
 
 def solo_speech(turns: pl.DataFrame, *, trim_s: float, join_s: float = 0.0) -> dict[int, list[tuple[float, float]]]:
@@ -116,15 +122,23 @@ def talking_spans(
     *,
     trim_s: float,
     join_s: float = 0.0,
+    unsynced: set[tuple[int, int]] | frozenset = frozenset(),
 ) -> list[Span]:
-    """Talking spans of one video (module doc), unsplit, in (track, start) order."""
+    """Talking spans of one video (module doc), unsplit, in (track, start) order.
+
+    ``unsynced``: (track_id, turn_id) whose lip-sync row is not evidence that this face speaks
+    the turn. Inside a run joined from several turns, such a turn is cut out of that track's
+    spans: the diarizer that split a reply at its pauses also gives two voices one label at
+    a pause (hard_a), and joining must not carry a clip over the other voice."""
     if speaker_turns.is_empty() or face_tracks.is_empty():
         return []
     bound = {s for s, t in bindings.select("speaker_local", "track_id").rows() if t is not None}
     ident = {int(t): s for t, s in track_identities.select("track_id", "speaker_local").rows() if s is not None}
     shot_frames = {int(s): (int(a), int(b)) for s, a, b in shots.select("shot_id", "start_frame", "end_frame").rows()}
     solo = solo_speech(speaker_turns, trim_s=trim_s, join_s=join_s)
-    turn_speaker = {k: spk for k, spk, _, _ in speaker_runs(speaker_turns, join_s=join_s)}
+    runs = _runs(speaker_turns, join_s)
+    turn_speaker = {k: spk for k, spk, _, _, _ in runs}
+    members = {k: m for k, _, _, _, m in runs if len(m) > 1}
     out = []
     for t, shot, a, b in face_tracks.sort("track_id").select("track_id", "shot_id", "start_frame", "end_frame").rows():
         spk = ident.get(int(t))
@@ -133,7 +147,11 @@ def talking_spans(
         sa, sb = shot_frames.get(int(shot), (a, b))
         lo, hi = max(int(a), sa), min(int(b), sb)
         for k in sorted(k for k, s in turn_speaker.items() if s == spk):
-            for ts, te in solo[int(k)]:
+            speech = solo[int(k)]
+            cut = [(a2, b2) for k2, a2, b2 in members.get(k, ()) if (int(t), k2) in unsynced]
+            if cut:  # whole member turns, with the pause around them up to the neighbours
+                speech = subtract(speech, cut)
+            for ts, te in speech:
                 f0, f1 = max(lo, frame_at(ts, fps)), min(hi, frame_at(te, fps))
                 if f1 > f0:
                     out.append(Span(int(t), int(shot), f0, f1, True, spk, turn_id=int(k)))
