@@ -323,6 +323,22 @@ def run_sql_file(con: duckdb.DuckDBPyConnection, path: Path, **substitutions: st
     return made
 
 
+class MissingThresholdError(ValueError):
+    """A threshold row a SQL file reads is missing from the thresholds file: its rule would silently never fire."""
+
+
+def run_sql_with_limits(con: duckdb.DuckDBPyConnection, path: Path, limits_view: str) -> dict:
+    """Run a file of sql/ whose ``limits_view`` gathers its thresholds into one typed row, and
+    return that row; refuses a thresholds file that lacks one of them (a null column)."""
+    run_sql_file(con, path)
+    cur = con.execute(f"SELECT * FROM {limits_view}")
+    limits = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+    missing = sorted(k for k, v in limits.items() if v is None)
+    if missing:
+        raise MissingThresholdError(f"sql/{path.name}: no threshold row for {missing} in the thresholds file")
+    return limits
+
+
 def create_views(con: duckdb.DuckDBPyConnection, lake: str, *, thresholds_csv: str | Path = THRESHOLDS_CSV) -> list[str]:
     """One view per catalogue table (``delta_scan``; an empty view with the declared schema
     while the table does not exist yet), then the extra views of sql/views.sql (the

@@ -12,7 +12,7 @@ import pytest
 
 from assets.branches.branches import BRANCH_TABLES
 from assets.tiers import assets as tiers_assets
-from assets.tiers.tiers import MissingThresholdError, clip_tiers, prepare
+from assets.tiers.tiers import clip_tiers, prepare
 from expectations.sft_contract import validate
 from orchestration import lake as lake_io
 from orchestration.resources import LakeResource, ThresholdsResource
@@ -163,7 +163,7 @@ def test_clarity_cut_is_the_lowest_share_of_the_whole_lake(tmp_path):
 def test_a_missing_threshold_row_is_refused(synthetic_lake, tmp_path):
     edited = tmp_path / "thresholds.csv"
     edited.write_text("".join(line for line in THRESHOLDS_CSV.read_text().splitlines(keepends=True) if not line.startswith("sft_motion_score_min,")))
-    with pytest.raises(MissingThresholdError, match="sft_motion_score_min"):
+    with pytest.raises(lake_io.MissingThresholdError, match="sft_motion_score_min"):
         prepare(lake_io.duckdb_connection(synthetic_lake, thresholds_csv=edited))
 
 

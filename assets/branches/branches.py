@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import duckdb
 import polars as pl
 
-from orchestration.lake import SQL_DIR, run_sql_file
+from orchestration.lake import SQL_DIR, run_sql_with_limits
 
 BRANCHES_SQL = SQL_DIR / "branches.sql"
 # output table -> the view of sql/branches.sql that holds its rows
@@ -32,10 +32,6 @@ BRANCH_VIEWS = {
     "vidchat_testset": "vidchat_rows",
 }
 BRANCH_TABLES = tuple(BRANCH_VIEWS)
-
-
-class MissingBranchSettingError(ValueError):
-    """A branch setting row is missing from the thresholds file."""
 
 
 @dataclass(frozen=True)
@@ -58,13 +54,7 @@ class TestSplit:
 def prepare(con: duckdb.DuckDBPyConnection) -> dict:
     """Run sql/branches.sql on ``con`` (intermediate tables and the output views) and return
     the settings it uses; refuses a thresholds file that lacks one."""
-    run_sql_file(con, BRANCHES_SQL)
-    cur = con.execute("SELECT * FROM branch_limits")
-    limits = dict(zip([d[0] for d in cur.description], cur.fetchone()))
-    missing = sorted(k for k, v in limits.items() if v is None)
-    if missing:
-        raise MissingBranchSettingError(f"sql/branches.sql: no stage=branches threshold row for {missing} in the thresholds file")
-    return limits
+    return run_sql_with_limits(con, BRANCHES_SQL, "branch_limits")
 
 
 def draw_test_speakers(dyads: pl.DataFrame, speaker_clips: dict[str, int], *, requested: int, max_train_loss: float) -> tuple[set[str], int, float]:

@@ -11,26 +11,16 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from orchestration.lake import SQL_DIR, run_sql_file
+from orchestration.lake import SQL_DIR, run_sql_with_limits
 
 TIERS_SQL = SQL_DIR / "tiers.sql"
 TIERS = ("rejected", "pretrain", "sft")
 
 
-class MissingThresholdError(ValueError):
-    """A tier threshold row is missing from the thresholds file: a rule would silently never fire."""
-
-
 def prepare(con: duckdb.DuckDBPyConnection) -> dict:
     """Create the tier views (tier_limits, clip_tier_decisions, sft_rows) on ``con`` and return
     the limits they use; refuses a thresholds file that lacks one."""
-    run_sql_file(con, TIERS_SQL)
-    cur = con.execute("SELECT * FROM tier_limits")
-    limits = dict(zip([d[0] for d in cur.description], cur.fetchone()))
-    missing = sorted(k for k, v in limits.items() if v is None)
-    if missing:
-        raise MissingThresholdError(f"sql/tiers.sql: no stage=tiers threshold row for {missing} in the thresholds file")
-    return limits
+    return run_sql_with_limits(con, TIERS_SQL, "tier_limits")
 
 
 def clip_tiers(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
