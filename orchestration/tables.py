@@ -42,6 +42,10 @@ class TableSpec:
     def empty(self) -> pl.DataFrame:
         return pl.DataFrame(schema=self.polars_schema)
 
+    def frame(self, rows: list[dict]) -> pl.DataFrame:
+        """``rows`` (dicts) as a frame of this table: columns they lack are null."""
+        return self.conform(pl.DataFrame([{c: r.get(c) for c in self.schema} for r in rows], schema=self.polars_schema, strict=False))
+
     def conform(self, df: pl.DataFrame) -> pl.DataFrame:
         """Cast ``df`` to this table's schema (column order included); fail on drift."""
         extra = set(df.columns) - set(self.schema)

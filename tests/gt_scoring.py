@@ -1,5 +1,6 @@
-"""Scoring helpers shared by the binding tests: face-box IoU, visible tracks per frame and
-listening frames against the demo corpus' ground truth."""
+"""Ground-truth helpers shared by the tests: face-box IoU, visible tracks per frame, listening
+frames and voice purity against the demo corpus' ground truth, and a demo video written into a
+lake straight from its ground truth (no model)."""
 
 from __future__ import annotations
 
@@ -133,3 +134,29 @@ def corpus_voice_purity(analyzed: dict) -> dict:
         tot["worst"] = min(tot["worst"], res["worst"])
     tot["purity"] = tot["solo"] / tot["voiced"] if tot["voiced"] else float("nan")
     return tot
+
+
+def gt_person_box(px: list[float], w: int, h: int, grow: float = 1.8) -> list[float]:
+    """A person box around a ground-truth face box [x1, y1, x2, y2] (px), normalised and clipped to the frame."""
+    cx, cy, bw, bh = (px[0] + px[2]) / 2, (px[1] + px[3]) / 2, (px[2] - px[0]) * grow, (px[3] - px[1]) * grow
+    x0, y0 = max(cx - bw / 2, 0), max(cy - bh / 2, 0)
+    return [x0 / w, y0 / h, min(bw, w - x0) / w, min(bh, h - y0) / h]
+
+
+def write_gt_video(media, gt: dict, uri: str) -> str:
+    """A demo video into lake ``uri`` without running a model: its ``videos`` row (probed, media
+    copied to the raw area) and its ground-truth turns as ``speaker_turns``; returns its video_id."""
+    from dataclasses import asdict
+
+    from assets.ingest.probe import probe_video, video_id_for
+    from orchestration import lake
+    from orchestration.tables import TABLES
+
+    probe = probe_video(media)
+    vid = video_id_for(probe.sha256)
+    raw = lake.raw_uri(vid, ".mp4", uri)
+    lake.put_file(media, raw)
+    lake.write("videos", TABLES["videos"].frame([{**asdict(probe), "video_id": vid, "raw_uri": raw, "source_uri": str(media), "batch_id": "b0"}]), lake=uri)
+    turns = [{"video_id": vid, "turn_id": i, "speaker_local": t["person"], "start": t["start"], "end": t["end"], "overlap": False} for i, t in enumerate(gt["turns"])]
+    lake.write("speaker_turns", TABLES["speaker_turns"].frame(turns), video_ids=[vid], lake=uri)
+    return vid

@@ -33,11 +33,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------- synthetic lake helpers
-def _frame(table: str, rows: list[dict]) -> pl.DataFrame:
-    schema = TABLES[table].schema
-    return TABLES[table].conform(pl.DataFrame([{c: r.get(c) for c in schema} for r in rows], schema=schema))
-
-
 def _thresholds(tmp_path: Path, **overrides) -> Path:
     """A copy of the shipped thresholds file with some values changed."""
     lines = THRESHOLDS_CSV.read_text().splitlines()
@@ -89,7 +84,7 @@ class Lake:
 
     def write(self, uri: str) -> str:
         for t, rows in self.rows.items():
-            lake_io.write(t, _frame(t, rows), lake=uri, **({"video_ids": sorted({r["video_id"] for r in rows})} if TABLES[t].write == "replace_videos" else {}))
+            lake_io.write(t, TABLES[t].frame(rows), lake=uri, **({"video_ids": sorted({r["video_id"] for r in rows})} if TABLES[t].write == "replace_videos" else {}))
         return uri
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import av
@@ -29,21 +28,9 @@ from assets.release.target import ReleaseTarget
 from orchestration import lake
 from orchestration.resources import LakeResource
 from orchestration.tables import TABLES
+from tests.gt_scoring import gt_person_box, write_gt_video
 
 FPS = 25
-
-
-def _rows(table: str, rows: list[dict]) -> pl.DataFrame:
-    """``rows`` with the table's other columns null, cast to its schema."""
-    schema = TABLES[table].schema
-    return TABLES[table].conform(pl.DataFrame([{c: r.get(c) for c in schema} for r in rows], schema=schema, strict=False))
-
-
-def _norm_box(px: list[float], w: int, h: int, grow: float = 1.8) -> list[float]:
-    """A person box around a face box [x1, y1, x2, y2] (px), normalised and clipped to the frame."""
-    cx, cy, bw, bh = (px[0] + px[2]) / 2, (px[1] + px[3]) / 2, (px[2] - px[0]) * grow, (px[3] - px[1]) * grow
-    x0, y0 = max(cx - bw / 2, 0), max(cy - bh / 2, 0)
-    return [x0 / w, y0 / h, min(bw, w - x0) / w, min(bh, h - y0) / h]
 
 
 @pytest.fixture(scope="module")
@@ -53,17 +40,9 @@ def conv_a(demo_corpus_dir) -> tuple[Path, dict]:
 
 @pytest.fixture(scope="module")
 def release_lake(conv_a, tmp_path_factory) -> str:
-    from assets.ingest.probe import probe_video, video_id_for
-
     media, gt = conv_a
     uri = str(tmp_path_factory.mktemp("release") / "lake")
-    probe = probe_video(media)
-    vid = video_id_for(probe.sha256)
-    raw = lake.raw_uri(vid, ".mp4", uri)
-    lake.put_file(media, raw)
-    lake.write("videos", _rows("videos", [{**asdict(probe), "video_id": vid, "raw_uri": raw, "source_uri": str(media), "batch_id": "b0"}]), lake=uri)
-    turns = [{"video_id": vid, "turn_id": i, "speaker_local": t["person"], "start": t["start"], "end": t["end"], "overlap": False} for i, t in enumerate(gt["turns"])]
-    lake.write("speaker_turns", _rows("speaker_turns", turns), video_ids=[vid], lake=uri)
+    vid = write_gt_video(media, gt, uri)
 
     shots = {s["shot_id"]: s for s in gt["shots"]}
 
@@ -73,7 +52,7 @@ def release_lake(conv_a, tmp_path_factory) -> str:
         return {
             "clip_id": f"{vid}_t{ord(person)}_{int(start * 1000):09d}", "video_id": vid, "track_id": ord(person), "speaker_id": f"spk_{person}",
             "speaker_local": person, "identity_unit": person, "start_seconds": start, "end_seconds": end, "duration": end - start,
-            "is_talking": talking, "clip_speaker_num": len(shots[shot]["faces"]), "bbox": _norm_box(face, gt["width"], gt["height"]),
+            "is_talking": talking, "clip_speaker_num": len(shots[shot]["faces"]), "bbox": gt_person_box(face, gt["width"], gt["height"]),
             "raw_video_width": gt["width"], "raw_video_height": gt["height"], "shot_id": shot, "text": "so we talk", "words": words,
             "listening_kind": None if talking else "co_present", "language": "en", "language_prob": 0.99, "avg_logprob": -0.3,
             "no_speech_prob": 0.01, "compression_ratio": 1.2, "sync_offset": 0, "sync_confidence": 6.5, "sync_dist": 7.1, "tier": tier,
@@ -85,14 +64,14 @@ def release_lake(conv_a, tmp_path_factory) -> str:
         clip("B", 3, 12.4, 15.6, False, "pretrain"),  # B listens while A talks
         clip("A", 1, 5.6, 9.0, True, "rejected"),
     ]
-    lake.write("clips", _rows("clips", clips), video_ids=[vid], lake=uri)
+    lake.write("clips", TABLES["clips"].frame(clips), video_ids=[vid], lake=uri)
     quality = [{**c, "luminance": 120.0, "clarity": 0.2, "visual_quality": 0.7, "visual_quality_backend": "brisque", "face_blur": 0.8, "hand_blur": None, "motion_score": 3} for c in clips]
-    lake.write("clip_quality", _rows("clip_quality", quality), video_ids=[vid], lake=uri)
-    lake.write("clip_tiers", _rows("clip_tiers", [{**c, "reasons": [], "sft_missed": []} for c in clips]), lake=uri)
-    lake.write("sft_subset", _rows("sft_subset", [c for c in quality if c["tier"] == "sft"]), lake=uri)
+    lake.write("clip_quality", TABLES["clip_quality"].frame(quality), video_ids=[vid], lake=uri)
+    lake.write("clip_tiers", TABLES["clip_tiers"].frame([{**c, "reasons": [], "sft_missed": []} for c in clips]), lake=uri)
+    lake.write("sft_subset", TABLES["sft_subset"].frame([c for c in quality if c["tier"] == "sft"]), lake=uri)
     pair = {"pair_id": "p0", "video_id": vid, "initiator_clip_id": clips[1]["clip_id"], "responder_clip_id": clips[2]["clip_id"],
             "initiator_speaker_id": "spk_A", "responder_speaker_id": "spk_B", "rank": 0, "seed": 7}
-    lake.write("vidchat_testset", _rows("vidchat_testset", [pair]), lake=uri)
+    lake.write("vidchat_testset", TABLES["vidchat_testset"].frame([pair]), lake=uri)
     return uri
 
 

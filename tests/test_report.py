@@ -46,16 +46,11 @@ CLIPS = {
 }
 
 
-def _frame(table: str, rows: list[dict]) -> pl.DataFrame:
-    spec = TABLES[table]
-    return spec.conform(pl.DataFrame([{c: r.get(c) for c in spec.schema} for r in rows], schema=spec.polars_schema))
-
-
 def _write_synthetic_lake(uri: str) -> None:
     def per_video(table: str, rows: list[dict]) -> None:
-        lake_io.write(table, _frame(table, rows), video_ids=[v["video_id"] for v in VIDEOS], lake=uri)
+        lake_io.write(table, TABLES[table].frame(rows), video_ids=[v["video_id"] for v in VIDEOS], lake=uri)
 
-    lake_io.write("videos", _frame("videos", VIDEOS), lake=uri)
+    lake_io.write("videos", TABLES["videos"].frame(VIDEOS), lake=uri)
     size = {v["video_id"]: (v["width"], v["height"]) for v in VIDEOS}
     clips, quality, tiers = [], [], []
     for i, (cid, (vid, spk, talking, dur, tier, reasons, vq, sync)) in enumerate(CLIPS.items()):
@@ -69,13 +64,13 @@ def _write_synthetic_lake(uri: str) -> None:
                       "reasons": reasons, "sft_missed": []})
     per_video("clips", clips)
     per_video("clip_quality", quality)
-    lake_io.write("clip_tiers", _frame("clip_tiers", tiers), lake=uri)
-    lake_io.write("rejects", _frame("rejects", [
+    lake_io.write("clip_tiers", TABLES["clip_tiers"].frame(tiers), lake=uri)
+    lake_io.write("rejects", TABLES["rejects"].frame([
         {"reject_id": "r1", "stage": "ingest", "source_uri": "/in/broken.mp4", "reason": "unreadable"},
         {"reject_id": "r2", "stage": "ingest", "source_uri": "/in/empty.mp4", "reason": "unreadable"},
         {"reject_id": "r3", "stage": "audio", "video_id": "v2", "reason": "stage_error", "message": "boom"},
     ]), lake=uri)
-    lake_io.write("stage_status", _frame("stage_status", [
+    lake_io.write("stage_status", TABLES["stage_status"].frame([
         {"stage": "audio", "video_id": "v1", "status": "ok"},
         {"stage": "audio", "video_id": "v2", "status": "error", "reason": "stage_error"},
         {"stage": "vision", "video_id": "v1", "status": "ok"},
@@ -83,21 +78,21 @@ def _write_synthetic_lake(uri: str) -> None:
         {"stage": "binding", "video_id": "v1", "status": "ok"},
     ]), lake=uri)
     # the branches (issue 18's other assets) as their tables will hold them; the test split stays unwritten
-    lake_io.write("single", _frame("single", [
+    lake_io.write("single", TABLES["single"].frame([
         {"clip_id": c, "video_id": CLIPS[c][0], "speaker_id": CLIPS[c][1], "duration": CLIPS[c][3], "tier": CLIPS[c][4]} for c in ("c1", "c2", "c5")
     ]), lake=uri)
-    lake_io.write("dialogue_pairs", _frame("dialogue_pairs", [
+    lake_io.write("dialogue_pairs", TABLES["dialogue_pairs"].frame([
         {"pair_id": "p1", "video_id": "v1", "initiator_clip_id": "c1", "responder_clip_id": "c2", "initiator_speaker_id": "spk_a",
          "responder_speaker_id": "spk_b", "gap_s": 0.4, "tier": "pretrain"},
     ]), lake=uri)
-    lake_io.write("listening_pairs", _frame("listening_pairs", [
+    lake_io.write("listening_pairs", TABLES["listening_pairs"].frame([
         {"pair_id": "l1", "video_id": "v1", "listener_clip_id": "c3", "listener_speaker_id": "spk_b", "speaker_id": "spk_a",
          "audio_start": 40.0, "audio_end": 46.0, "kind": "co_present", "tier": "pretrain"},
     ]), lake=uri)
-    lake_io.write("multi_turn_context", _frame("multi_turn_context", [
+    lake_io.write("multi_turn_context", TABLES["multi_turn_context"].frame([
         {"pair_id": "p1", "video_id": "v1", "responder_clip_id": "c2", "context_clip_ids": ["c1"], "context_speaker_ids": ["spk_a"]},
     ]), lake=uri)
-    lake_io.write("multi_turn_chains", _frame("multi_turn_chains", [
+    lake_io.write("multi_turn_chains", TABLES["multi_turn_chains"].frame([
         {"chain_id": "ch1", "video_id": "v1", "position": 0, "clip_id": "c1", "speaker_id": "spk_a"},
         {"chain_id": "ch1", "video_id": "v1", "position": 1, "clip_id": "c2", "speaker_id": "spk_b", "gap_before_s": 0.4},
     ]), lake=uri)

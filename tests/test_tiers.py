@@ -85,12 +85,7 @@ def _rows(spec: dict[str, tuple[dict, dict | None]], video_id: str = "vid0") -> 
         clips.append({**clip, "end_seconds": clip["start_seconds"] + clip["duration"]})
         if quality_over is not None:
             quality.append({**CLEAN_QUALITY, "clip_id": clip_id, "video_id": video_id, **quality_over})
-    return _frame("clips", clips), _frame("clip_quality", quality)
-
-
-def _frame(table: str, rows: list[dict]) -> pl.DataFrame:
-    spec = TABLES[table]
-    return TABLES[table].conform(pl.DataFrame([{c: r.get(c) for c in spec.schema} for r in rows], schema=spec.polars_schema))
+    return TABLES["clips"].frame(clips), TABLES["clip_quality"].frame(quality)
 
 
 def _write_lake(uri: str, spec: dict) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,38 +26,19 @@ from orchestration import lake
 from orchestration.resources import LakeResource, models_from_env
 from orchestration.tables import TABLES
 from orchestration.thresholds import threshold
+from tests.gt_scoring import gt_person_box, write_gt_video
 
 SHIFT_FRAMES = 10
 # (pair, responder person, shot, start, end)
 RESPONDERS = [("p0", "B", 2, 9.0, 11.9), ("p1", "A", 3, 12.4, 15.3), ("p2", "B", 5, 19.0, 21.8)]
 
 
-def _rows(table: str, rows: list[dict]) -> pl.DataFrame:
-    schema = TABLES[table].schema
-    return TABLES[table].conform(pl.DataFrame([{c: r.get(c) for c in schema} for r in rows], schema=schema, strict=False))
-
-
-def _norm_box(px: list[float], w: int, h: int, grow: float = 1.8) -> list[float]:
-    """A person box around a face box [x1, y1, x2, y2] (px), normalised and clipped to the frame."""
-    cx, cy, bw, bh = (px[0] + px[2]) / 2, (px[1] + px[3]) / 2, (px[2] - px[0]) * grow, (px[3] - px[1]) * grow
-    x0, y0 = max(cx - bw / 2, 0), max(cy - bh / 2, 0)
-    return [x0 / w, y0 / h, min(bw, w - x0) / w, min(bh, h - y0) / h]
-
-
 @pytest.fixture(scope="module")
 def vidchat_lake(demo_corpus_dir, tmp_path_factory) -> dict:
-    from assets.ingest.probe import probe_video, video_id_for
-
     media = demo_corpus_dir / "conv_a.mp4"
     gt = json.loads((demo_corpus_dir / "conv_a.json").read_text())
     uri = str(tmp_path_factory.mktemp("vidchat") / "lake")
-    probe = probe_video(media)
-    vid = video_id_for(probe.sha256)
-    raw = lake.raw_uri(vid, ".mp4", uri)
-    lake.put_file(media, raw)
-    lake.write("videos", _rows("videos", [{**asdict(probe), "video_id": vid, "raw_uri": raw, "source_uri": str(media), "batch_id": "b0"}]), lake=uri)
-    turns = [{"video_id": vid, "turn_id": i, "speaker_local": t["person"], "start": t["start"], "end": t["end"], "overlap": False} for i, t in enumerate(gt["turns"])]
-    lake.write("speaker_turns", _rows("speaker_turns", turns), video_ids=[vid], lake=uri)
+    vid = write_gt_video(media, gt, uri)
     shots = {s["shot_id"]: s for s in gt["shots"]}
     clips, pairs = [], []
     for rank, (pid, person, shot, start, end) in enumerate(RESPONDERS):
@@ -66,14 +46,14 @@ def vidchat_lake(demo_corpus_dir, tmp_path_factory) -> dict:
         clip_id = f"{vid}_t{ord(person)}_{int(start * 1000):09d}"
         clips.append(
             {"clip_id": clip_id, "video_id": vid, "track_id": ord(person), "speaker_id": f"spk_{person}", "speaker_local": person, "start_seconds": start,
-             "end_seconds": end, "duration": end - start, "is_talking": True, "bbox": _norm_box(face, gt["width"], gt["height"]),
+             "end_seconds": end, "duration": end - start, "is_talking": True, "bbox": gt_person_box(face, gt["width"], gt["height"]),
              "raw_video_width": gt["width"], "raw_video_height": gt["height"], "shot_id": shot}
         )
         other = "A" if person == "B" else "B"
         pairs.append({"pair_id": pid, "video_id": vid, "initiator_clip_id": f"{vid}_init_{pid}", "responder_clip_id": clip_id,
                       "initiator_speaker_id": f"spk_{other}", "responder_speaker_id": f"spk_{person}", "rank": rank, "seed": 7})
-    lake.write("clips", _rows("clips", clips), video_ids=[vid], lake=uri)
-    lake.write("vidchat_testset", _rows("vidchat_testset", pairs), lake=uri)
+    lake.write("clips", TABLES["clips"].frame(clips), video_ids=[vid], lake=uri)
+    lake.write("vidchat_testset", TABLES["vidchat_testset"].frame(pairs), lake=uri)
     return {"uri": uri, "media": media, "clips": {p[0]: c for p, c in zip(RESPONDERS, clips)}, "turns": lake.read("speaker_turns", uri), "gt": gt}
 
 
