@@ -105,6 +105,26 @@ def test_jsonl_manifest_and_same_bytes_other_name_is_noop(tmp_path, ingest_input
     assert dup["reason"].to_list() == ["duplicate"] and dup["video_id"][0] == videos["video_id"][0]
 
 
+def test_two_identical_files_in_one_batch_keep_one_and_reject_the_other_as_duplicate(tmp_path, ingest_inputs, local_lake):
+    """Issue 21: the second copy used to vanish (in ``batch_files`` but in neither ``videos``
+    nor ``rejects``); it is a ``duplicate`` reject naming the kept copy, also after a rerun."""
+    root = tmp_path / "same"
+    root.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copyfile(ingest_inputs["good_bikes"], root / name)
+    [batch] = plan_batches(str(root), max_files=10)
+    inst = dg.DagsterInstance.ephemeral()
+    for _ in range(2):  # the rerun must give the same rows
+        assert _ingest(inst, batch).success
+        videos, rejects = lake.read("videos"), lake.read("rejects")
+        planned = set(lake.read("batch_files")["source_uri"].to_list())
+        assert planned == {str(root / "a.mp4"), str(root / "b.mp4")}
+        assert set(videos["source_uri"].to_list()) | set(rejects["source_uri"].to_list()) == planned
+        assert videos.height == 1 and rejects["reason"].to_list() == ["duplicate"]
+        assert rejects["video_id"][0] == videos["video_id"][0]
+        assert videos["source_uri"][0] in rejects["message"][0]
+
+
 def test_sensor_adds_only_new_content(tmp_path, ingest_inputs, local_lake, monkeypatch):
     from orchestration.sensors import new_media_sensor
 

@@ -32,15 +32,15 @@ def ingest(context: dg.AssetExecutionContext, lake: LakeResource):
     batch_id = context.partition_key
     uri = lake.uri
     plan = batch_plan(batch_id, uri)
-    existing = lake.scan("videos").select("video_id", "batch_id").collect()
-    known = dict(zip(existing["video_id"].to_list(), existing["batch_id"].to_list()))
+    existing = lake.scan("videos").select("video_id", "batch_id", "source_uri").collect()
+    known = {v: (b, u) for v, b, u in existing.iter_rows()}
     min_s = threshold("min_video_seconds")
     rows, rejects, done = [], [], 0
     for i, f in enumerate(plan.iter_rows(named=True), 1):
         out = ingest_file(f["source_uri"], batch_id, problem=f["problem"], known_ids=known, min_duration_s=min_s, lake_uri=uri)
         if "video" in out:
             rows.append(out["video"])
-            known[out["video"]["video_id"]] = batch_id
+            known[out["video"]["video_id"]] = (batch_id, f["source_uri"])
         elif "reject" in out:
             rejects.append(out["reject"])
             context.log.warning(f"reject {f['source_uri']}: {out['reject']['reason']}")

@@ -50,15 +50,17 @@ def ingest_file(
     batch_id: str,
     *,
     problem: str | None = None,
-    known_ids: dict[str, str] | None = None,
+    known_ids: dict[str, tuple[str, str]] | None = None,
     min_duration_s: float = MIN_DURATION_S,
     lake_uri: str | None = None,
 ) -> dict:
     """Ingest one file.
 
-    ``known_ids`` maps already-ingested video ids to their batch. Returns ``{"video": row}``,
-    ``{"done": video_id}`` (this batch ingested it already: a rerun), or ``{"reject": item}``
-    (including ``duplicate``: the same bytes were ingested before under another name).
+    ``known_ids`` maps already-ingested video ids to their (batch, source URI). Returns
+    ``{"video": row}``, ``{"done": video_id}`` (this batch ingested this very file already: a
+    rerun), or ``{"reject": item}`` (including ``duplicate``: the same bytes were ingested
+    before, in an earlier batch or under another name in this one; the message names the copy
+    that was kept).
     """
     known_ids = known_ids or {}
     if problem:
@@ -68,14 +70,15 @@ def ingest_file(
             probe = probe_video(path, min_duration_s=min_duration_s)
             video_id = video_id_for(probe.sha256)
             if video_id in known_ids:
-                if known_ids[video_id] == batch_id:
+                kept_batch, kept_uri = known_ids[video_id]
+                if kept_batch == batch_id and kept_uri == source_uri:
                     return {"done": video_id}
                 return {
                     "reject": {
                         "source_uri": source_uri,
                         "video_id": video_id,
                         "reason": "duplicate",
-                        "message": f"same content as video {video_id} ingested in batch {known_ids[video_id]}",
+                        "message": f"same content as video {video_id} ({kept_uri}) ingested in batch {kept_batch}",
                     }
                 }
             dest = lake.raw_uri(video_id, path.suffix.lower() or ".mp4", lake_uri)
