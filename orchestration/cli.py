@@ -224,6 +224,7 @@ def run_source(
     """
     from assets.ingest.planning import plan_batches, planned_batches
     from orchestration.batch import batch_work
+    from orchestration.execution import execution_config
     from orchestration.launch import workspace_launcher
     from orchestration.partitions import ingest_batches
     from orchestration.sensors import PROCESS_JOB, retry_run_config
@@ -243,9 +244,8 @@ def run_source(
         instance.add_dynamic_partitions(ingest_batches.name, missing)
     if not todo:
         return []
-    execution = {"multiprocess": {"max_concurrent": os.cpu_count()}} if parallel else {"in_process": {}}
     base = {
-        "execution": {"config": execution},
+        **execution_config(parallel=parallel),
         "resources": {"lake": {"config": {"location": lake_uri}}},
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }

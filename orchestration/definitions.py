@@ -3,7 +3,8 @@ schedules and the executor, built by :func:`build_defs`.
 
 Executor: Dagster's ``multi_or_in_process_executor`` — multiprocess by default, chosen per
 run in run config (``execution: {config: {in_process: {}}}`` or ``{multiprocess:
-{max_concurrent: N}}``); ``executor="dask"`` builds definitions for an existing Dask cluster
+{max_concurrent: N, start_method: ...}}``; launchers pass :func:`orchestration.execution.execution_config`,
+a forkserver with the step libraries preloaded); ``executor="dask"`` builds definitions for an existing Dask cluster
 (run config names its address). Resources come from the environment
 (:func:`orchestration.resources.default_resources`) and can be overridden in the launchpad.
 """

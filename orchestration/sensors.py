@@ -17,6 +17,7 @@ import polars as pl
 from assets.ingest.planning import plan_batches, planned_batches
 from orchestration import lake
 from orchestration.batch import PER_VIDEO_STAGES, stage_work
+from orchestration.execution import execution_config
 from orchestration.partitions import ingest_batches
 from orchestration.settings import get_settings
 from orchestration.thresholds import threshold
@@ -36,7 +37,7 @@ def scan_for_batches(instance: dg.DagsterInstance) -> tuple[list[str], list[dg.R
         plan_batches(settings.source, settings.batch_max_files, settle_seconds=settings.settle_seconds)
     known = set(instance.get_dynamic_partitions(ingest_batches.name))
     pending = [b for b in planned_batches() if b not in known]
-    requests = [dg.RunRequest(partition_key=b, run_key=b, tags={"speakerlake/batch": b}) for b in pending]
+    requests = [dg.RunRequest(partition_key=b, run_key=b, run_config=execution_config(), tags={"speakerlake/batch": b}) for b in pending]
     adds = [ingest_batches.build_add_request(pending)] if pending else []
     return pending, requests, adds
 
@@ -59,7 +60,7 @@ def retry_requests(max_attempts: int | None = None) -> list[dg.RunRequest]:
             dg.RunRequest(
                 partition_key=batch,
                 run_key=f"{batch}:retry:{attempt}:{','.join(ids)}",
-                run_config=retry_run_config(stage_work(ids, rows, retry_failed=True)),
+                run_config={**execution_config(), **retry_run_config(stage_work(ids, rows, retry_failed=True))},
                 tags={"speakerlake/batch": batch, "speakerlake/retry": str(attempt)},
             )
         )

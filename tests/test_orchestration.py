@@ -214,3 +214,24 @@ def test_asr_coverage_check_fails_on_a_lake_row_with_coverage_one_half(tmp_path)
 def test_definitions_load_as_the_code_server_loads_them():
     # what `dagster dev` and every CLI run do first: names must be unique across jobs and ops
     dg.Definitions.validate_loadable(build_defs())
+
+
+def test_multiprocess_runs_fork_steps_from_a_preloaded_forkserver():
+    """Issue 22 (fixed cost): the run config every launcher passes is valid for process_batch
+    and forks steps from a forkserver that imported the step libraries once; importing the
+    preload module loads no model and prints nothing (no warning text in a clean run's log)."""
+    from orchestration.definitions import build_defs
+    from orchestration.execution import STEP_PRELOAD_MODULES, execution_config
+    from orchestration.sensors import PROCESS_JOB
+
+    job = build_defs("multiprocess").resolve_job_def(PROCESS_JOB)
+    config = execution_config(max_concurrent=2)
+    mp = config["execution"]["config"]["multiprocess"]
+    assert mp["start_method"]["forkserver"]["preload_modules"] == list(STEP_PRELOAD_MODULES)
+    validated = dg.validate_run_config(job, config)["execution"]["multi_or_in_process_executor"]["multiprocess"]
+    assert validated["max_concurrent"] == 2 and "forkserver" in validated["start_method"]
+    assert "in_process" in execution_config(parallel=False)["execution"]["config"]
+    p = subprocess.run([sys.executable, "-c", "import orchestration.step_preload, sys; print(sorted(m for m in ('torch', 'faster_whisper', 'great_expectations') if m in sys.modules))"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "['faster_whisper', 'great_expectations', 'torch']"
+    assert not [line for line in p.stderr.splitlines() if "Warning" in line or "Traceback" in line], p.stderr

@@ -1,0 +1,20 @@
+"""Imported once per multiprocess run by the forkserver (see orchestration.execution), so
+that the step processes forked from it start with these libraries already imported.
+
+Only imports: no model is loaded and no thread pool is started here (a forked child must
+not inherit running OpenMP or ONNX Runtime threads). A library that is not installed is
+skipped: the step that needs it reports the error itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from assets.audio.pyannote_import import import_pyannote_audio
+
+import_pyannote_audio()  # first: whisperx imports pyannote.audio, whose torchcodec probe warns
+for _name in ("torch", "av", "cv2", "onnxruntime", "insightface.app", "faster_whisper", "whisperx", "duckdb", "deltalake", "great_expectations", "great_expectations.expectations"):
+    try:
+        importlib.import_module(_name)
+    except ImportError:
+        pass
