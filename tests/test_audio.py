@@ -618,6 +618,8 @@ def test_loading_the_audio_models_prints_no_torchcodec_traceback(audio_env):
     log = p.stdout + p.stderr
     assert "torchcodec" not in log.lower(), log[-3000:]
     assert "traceback" not in log.lower(), log[-3000:]
+    # nor Lightning's in-memory checkpoint upgrade notice, nor the ONNX export's warnings
+    assert "upgraded your loaded checkpoint" not in log and "warning" not in log.lower(), log[-3000:]
 
 
 def test_a_repetition_loop_without_timestamp_tokens_is_decoded_again():

@@ -16,6 +16,7 @@ some code did hand pyannote a file path it would fail loudly.
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 TORCHCODEC_WARNING = r"\s*torchcodec is not installed correctly so built-in audio decoding will fail"
@@ -23,6 +24,11 @@ TORCHCODEC_WARNING = r"\s*torchcodec is not installed correctly so built-in audi
 
 def import_pyannote_audio():
     """``pyannote.audio`` imported without its torchcodec decoder probe warning (idempotent)."""
+    # Loading the PyanNet checkpoint (ours and whisperx's VAD) upgrades its Lightning format in
+    # memory and logs an INFO line that suggests rewriting the file in site-packages; the
+    # upgrade is harmless and the advice does not apply to a wheel's file.
+    for name in ("lightning.pytorch.utilities.migration.utils", "pytorch_lightning.utilities.migration.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=TORCHCODEC_WARNING, category=UserWarning)
         import pyannote.audio
