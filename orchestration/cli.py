@@ -220,9 +220,11 @@ def run_source(
     (or ``.env``) through the ``models`` resource. A batch has work when it was never
     ingested or a video is pending in some stage (a crash, a setup failure); with
     ``retry_failed`` also when a stage failed on some of its videos, and then only those
-    videos are run again.
+    videos are run again. Then one run of job ``retier`` recomputes the dataset-wide tables
+    (tiers, branches, report), also when an earlier invocation died before doing so.
     """
     from assets.ingest.planning import plan_batches, planned_batches
+    from assets.tiers.assets import RETIER_JOB, dataset_stale
     from orchestration.batch import batch_work
     from orchestration.execution import execution_config
     from orchestration.launch import workspace_launcher
@@ -242,7 +244,7 @@ def run_source(
     missing = [b for b in todo if b not in known]
     if missing:
         instance.add_dynamic_partitions(ingest_batches.name, missing)
-    if not todo:
+    if not todo and not dataset_stale(lake_uri):
         return []
     base = {
         **execution_config(parallel=parallel),
@@ -264,6 +266,19 @@ def run_source(
                 _progress(f"batch {b}: FAILED after {time.perf_counter() - t0:.1f}s; its videos stay pending (run {run_id} in the UI)")
                 raise SystemExit(1)
             _progress(f"batch {b}: done in {time.perf_counter() - t0:.1f}s")
+        # the dataset-wide tables (tiers, branches, report) once after all batches, not per batch;
+        # their steps run one after another, so in one process
+        t0 = time.perf_counter()
+        run_id = launcher.launch({**base, **execution_config(parallel=False)}, {"speakerlake/after_batches": str(len(todo))}, job_name=RETIER_JOB)
+        _progress(f"dataset tables (job {RETIER_JOB}): run {run_id}")
+        outcome = launcher.wait(run_id)
+        failures = _report(outcome.events)
+        if not outcome.success:
+            for f in failures:
+                _progress(f"  FAILED {f}")
+            _progress(f"{RETIER_JOB}: FAILED after {time.perf_counter() - t0:.1f}s; the batches are done, the dataset tables are stale until `speakerlake run` succeeds (run {run_id} in the UI)")
+            raise SystemExit(1)
+        _progress(f"dataset tables: done in {time.perf_counter() - t0:.1f}s")
     return sorted(todo)
 
 

@@ -117,6 +117,15 @@ def count(name: str, lake: str | None = None) -> int:
 
 
 # ---------------------------------------------------------------- writes
+def last_commit_ms(name: str, lake: str | None = None) -> int | None:
+    """Epoch milliseconds of a table's latest Delta commit (None: no table yet). Reads one
+    log entry, never the data."""
+    if not table_exists(name, lake):
+        return None
+    uri = table_uri(name, lake)
+    return int(DeltaTable(uri, storage_options=storage_options(uri)).history(1)[0]["timestamp"])
+
+
 def sql_list(values: Iterable[str]) -> str:
     return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
 

@@ -38,21 +38,22 @@ class RunOutcome:
 
 
 class WorkspaceLauncher:
-    """Launches runs of one job of the workspace's code location and waits for them."""
+    """Launches runs of the jobs of the workspace's code location and waits for them."""
 
     def __init__(self, instance: dg.DagsterInstance, workspace, job_name: str):
         self.instance = instance
         self.workspace = workspace
         self.location = get_code_location_from_workspace(workspace, None)
         self.repo = get_remote_repository_from_code_location(self.location, None)
-        self.job = get_remote_job_from_remote_repo(self.repo, job_name)
+        self.job_name = job_name
 
-    def launch(self, run_config: Mapping, tags: Mapping[str, str]) -> str:
+    def launch(self, run_config: Mapping, tags: Mapping[str, str], job_name: str | None = None) -> str:
+        """A run of ``job_name`` (default: the launcher's job)."""
         run = _create_run(
             instance=self.instance,
             code_location=self.location,
             remote_repo=self.repo,
-            remote_job=self.job,
+            remote_job=get_remote_job_from_remote_repo(self.repo, job_name or self.job_name),
             run_config=dict(run_config),
             tags=dict(tags),
             op_selection=None,

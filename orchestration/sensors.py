@@ -67,6 +67,31 @@ def retry_requests(max_attempts: int | None = None) -> list[dg.RunRequest]:
     return out
 
 
+def build_refresh_dataset_sensor(process_job, retier_job) -> dg.RunStatusSensorDefinition:
+    """After a successful batch run, one run of ``retier_job`` (the dataset-wide tables).
+
+    Batches that finish while a retier run is still waiting to start are covered by it, so
+    they add no run; one that finishes while a retier run is working gets its own."""
+
+    @dg.run_status_sensor(
+        name="refresh_dataset",
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[process_job],
+        request_job=retier_job,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="After each successful process_batch run, recomputes the dataset-wide tiers, branches and report (job retier). Turn it on with new_media_sensor or periodic_scan.",
+    )
+    def refresh_dataset(context: dg.RunStatusSensorContext):
+        waiting = context.instance.get_run_records(
+            dg.RunsFilter(job_name=retier_job.name, statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]), limit=1
+        )
+        if waiting:
+            return dg.SkipReason(f"retier run {waiting[0].dagster_run.run_id} has not started yet and will include batch run {context.dagster_run.run_id}")
+        return dg.RunRequest(run_key=f"after:{context.dagster_run.run_id}", run_config=execution_config(), tags={"speakerlake/after_run": context.dagster_run.run_id})
+
+    return refresh_dataset
+
+
 @dg.sensor(
     job_name=PROCESS_JOB,
     minimum_interval_seconds=60,

@@ -235,3 +235,33 @@ def test_multiprocess_runs_fork_steps_from_a_preloaded_forkserver():
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "['faster_whisper', 'great_expectations', 'torch']"
     assert not [line for line in p.stderr.splitlines() if "Warning" in line or "Traceback" in line], p.stderr
+
+
+def test_refresh_dataset_sensor_requests_one_retier_per_finished_batch_unless_one_is_waiting():
+    """The dataset-wide tables are not part of a batch run: after a successful batch run the
+    sensor asks for job retier, and a retier run still waiting to start covers later batches."""
+    from assets.tiers.assets import DATASET_ASSETS, RETIER_JOB
+
+    defs = build_defs("in_process")
+    batch_assets = {k.to_user_string() for k in defs.resolve_job_def("process_batch").asset_layer.executable_asset_keys}
+    assert not batch_assets & set(DATASET_ASSETS) and {"clips", "clip_quality", "speaker_assignments"} <= batch_assets
+    sensor = defs.get_sensor_def("refresh_dataset")
+
+    @dg.op
+    def noop() -> None:
+        pass
+
+    @dg.job(name="process_batch")
+    def batch_run():
+        noop()
+
+    with dg.instance_for_test() as instance:
+        finished = batch_run.execute_in_process(instance=instance)
+        event = next(e for e in finished.all_events if e.event_type == dg.DagsterEventType.RUN_SUCCESS)
+        ctx = dg.build_run_status_sensor_context(sensor_name="refresh_dataset", dagster_instance=instance, dagster_run=finished.dagster_run, dagster_event=event)
+        request = sensor(ctx)
+        assert isinstance(request, dg.RunRequest) and request.run_key == f"after:{finished.run_id}"
+        assert "forkserver" in str(request.run_config["execution"])
+        waiting = instance.create_run_for_job(defs.resolve_job_def(RETIER_JOB), run_config={}, status=dg.DagsterRunStatus.NOT_STARTED)
+        skip = sensor(ctx)
+        assert isinstance(skip, dg.SkipReason) and waiting.run_id in skip.skip_message

@@ -149,3 +149,18 @@ def test_retiering_the_pipeline_lake_by_editing_thresholds_runs_no_model(clean_l
     assert sorted(after.filter(pl.col("tier") == "sft")["clip_id"].to_list()) == kept  # every kept clip missed only SFT rules, all lowered now
     assert lake.count("sft_subset", uri) == len(kept)
     assert seconds < 60, seconds
+
+
+def test_dataset_tables_are_fresh_after_a_run_and_stale_after_a_batch_write(clean_lake, tmp_path):
+    """`speakerlake run` recomputes the dataset-wide tables after its batches; a lake where a
+    batch wrote later (a run that died before job retier) is stale, so the next run refreshes it."""
+    import shutil
+
+    from assets.tiers.assets import dataset_stale
+
+    assert not dataset_stale(clean_lake)
+    uri = str(tmp_path / "lake")
+    shutil.copytree(clean_lake, uri)
+    quality = lake.read("clip_quality", uri)
+    lake.write("clip_quality", quality, video_ids=quality["video_id"].unique().to_list(), lake=uri)
+    assert dataset_stale(uri)

@@ -109,7 +109,7 @@ def test_dagster_dev_shows_the_lake(tmp_path, ingest_inputs, shipped_models):
         assert any(t["key"] == "dagster/partition" for t in results[0]["tags"])
         repos = _graphql(port, "{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name } schedules { name } } } } }")
         repo = repos["data"]["repositoriesOrError"]["nodes"][0]
-        assert {s["name"] for s in repo["sensors"]} == {"new_media_sensor"}
+        assert {s["name"] for s in repo["sensors"]} == {"new_media_sensor", "refresh_dataset"}
         assert {s["name"] for s in repo["schedules"]} == {"periodic_scan"}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -104,11 +104,35 @@ def sft_contract(lake: LakeResource, thresholds: ThresholdsResource) -> dg.Asset
     )
 
 
+# Dataset-wide tables: each is one decision over the whole lake (F3's clarity cut ranks every
+# clip, the test split draws from every speaker). They are recomputed by job ``retier`` once
+# after new batches (``speakerlake run`` launches it after its batches; sensor
+# ``refresh_dataset`` after batch runs launched elsewhere) and after a threshold edit, not
+# inside each batch run: per batch that would read the whole lake (tens of seconds at 5 M
+# clips) and grow the cost of a small batch with the size of the lake.
+DATASET_ASSETS = (*TIER_ASSETS, *BRANCH_TABLES, REPORT_ASSET)
+# what the dataset-wide tables are computed from (the per-batch stages write these last)
+DATASET_INPUTS = ("clips", "clip_quality", "speaker_assignments", "bindings", "speaker_turns")
+
 retier = dg.define_asset_job(
     RETIER_JOB,
-    selection=dg.AssetSelection.assets(*TIER_ASSETS, *BRANCH_TABLES, REPORT_ASSET),
+    selection=dg.AssetSelection.assets(*DATASET_ASSETS),
     description=(
-        "Re-cut the tiers after editing sql/thresholds.csv: clip_tiers and sft_subset, then the branches and the VidChatBench "
-        "split built on them (and their checks), then the dataset report; no model stage."
+        "The dataset-wide tables: clip_tiers and sft_subset (sql/thresholds.csv), then the branches and the VidChatBench "
+        "split built on them (and their checks), then the dataset report; no model stage. Runs after new batches and "
+        "after a threshold edit."
     ),
 )
+
+
+def dataset_stale(lake_uri: str) -> bool:
+    """True when an input of the dataset-wide tables was written after ``clip_tiers`` (or
+    ``clip_tiers`` is missing while clips exist): e.g. a run that died between its last
+    batch and the ``retier`` run. Compares Delta commit times only."""
+    from orchestration import lake
+
+    inputs = [t for t in (lake.last_commit_ms(n, lake_uri) for n in DATASET_INPUTS) if t is not None]
+    if not inputs:
+        return False
+    tiers = lake.last_commit_ms("clip_tiers", lake_uri)
+    return tiers is None or max(inputs) > tiers
