@@ -98,9 +98,16 @@ class _LakeDataset(IterableDataset):
         self.fps, self.size, self.sample_rate, self.cleaned_audio = float(fps), (int(size[0]), int(size[1])), int(sample_rate), cleaned_audio
         self.max_gap_s = threshold("train_max_frame_gap_s")
         rows, clips, turns = self._query()
-        self._clips: dict[str, dict] = {c["clip_id"]: c for c in clips.iter_rows(named=True)}
-        self._turns: dict[str, pl.DataFrame] = {k[0]: v for k, v in turns.partition_by("video_id", as_dict=True).items()}
-        self.rows = self._ordered(rows)
+        # Everything Polars does happens here: DataLoader workers are forked, and a forked
+        # Polars thread pool deadlocks; __iter__ reads plain Python rows only.
+        turns_by_video = {k[0]: v for k, v in turns.partition_by("video_id", as_dict=True).items()}
+        self._clips: dict[str, dict] = {}
+        for c in clips.iter_rows(named=True):
+            turns_of = turns_by_video.get(c["video_id"])
+            c["silence"] = other_speaker_spans(turns_of, c["speaker_local"], c["start_seconds"], c["end_seconds"]) if turns_of is not None else []
+            self._clips[c["clip_id"]] = c
+        self.rows = self._ordered(rows)  # the query's rows in reading order (public, for inspection)
+        self._records = self.rows.to_dicts()
 
     def _query(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         con = lake_io.duckdb_connection(self.lake)
@@ -150,10 +157,6 @@ class _LakeDataset(IterableDataset):
             raise MediaError(f"video {c['video_id']} has no videos row (no raw media)")
         path = media.path_for(c["raw_uri"])
         start, end = c["start_seconds"], c["end_seconds"]
-        silence = None
-        if self.cleaned_audio:
-            turns = self._turns.get(c["video_id"])
-            silence = other_speaker_spans(turns, c["speaker_local"], start, end) if turns is not None else []
         return {
             "clip_id": clip_id,
             "video_id": c["video_id"],
@@ -161,7 +164,7 @@ class _LakeDataset(IterableDataset):
             "start_s": start,
             "end_s": end,
             "frames": read_frames(path, start, end, c["bbox"], self.fps, self.size, self.max_gap_s),
-            "audio": read_audio(path, start, end, self.sample_rate, silence),
+            "audio": read_audio(path, start, end, self.sample_rate, c["silence"] if self.cleaned_audio else None),
             "text": c["text"],
             "words": [{"word": w["word"], "start": w["start"] - start, "end": w["end"] - start} for w in c["words"] or []],
             "annotations": {},
@@ -171,10 +174,10 @@ class _LakeDataset(IterableDataset):
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[dict]:
-        lo, hi = shard_bounds(self.rows.height, *current_shard())
+        lo, hi = shard_bounds(len(self._records), *current_shard())
         media = _OpenMedia()
         try:
-            for row in self.rows.slice(lo, hi - lo).iter_rows(named=True):
+            for row in self._records[lo:hi]:
                 try:
                     item = self._item(row, media)
                 except MEDIA_ERRORS as e:
