@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -249,26 +249,34 @@ def test_seeking_is_at_least_5x_faster_than_decoding_the_whole_video(train_lake)
     assert whole_s >= 5 * loader_s
 
 
-def test_corrupt_and_missing_media_are_skipped_with_a_reason(demo_corpus_dir, tmp_path, caplog):
-    uri = str(tmp_path / "lake")
-    clips = write_clips(uri, [_gt(demo_corpus_dir, "conv_a"), _gt(demo_corpus_dir, "conv_b")])
-    videos = lake.read("videos", uri)
-    bad = videos.filter(pl.col("source_uri").str.ends_with("conv_b.mp4")).row(0, named=True)
-    good = Counter(clips.filter(pl.col("video_id") != bad["video_id"])["clip_id"].to_list())
-    raw = Path(bad["raw_uri"])
-    raw.write_bytes(raw.read_bytes()[: raw.stat().st_size // 3])  # truncated: the mp4 index (moov) is lost
+def test_corrupt_and_missing_media_are_skipped_with_a_reason(demo_corpus_dir, lake_uri, caplog):
+    """On a local and an S3 lake: conv_b's raw file truncated, then deleted; conv_a's clips
+    still come (two of them read here), conv_b's are each skipped with a warning naming the file and the reason."""
+    clips = write_clips(lake_uri, [_gt(demo_corpus_dir, "conv_a"), _gt(demo_corpus_dir, "conv_b")])
+    bad = lake.read("videos", lake_uri).filter(pl.col("source_uri").str.ends_with("conv_b.mp4")).row(0, named=True)
+    good = Counter(clips.filter(pl.col("video_id") != bad["video_id"])["clip_id"].head(2).to_list())
+    sql = f"SELECT clip_id FROM clips WHERE video_id = '{bad['video_id']}' OR clip_id IN ({lake.sql_list(good)})"
     n_bad = clips.filter(pl.col("video_id") == bad["video_id"]).height
     assert n_bad >= 2
+    with lake.local_copy(bad["raw_uri"]) as p:
+        truncated = p.read_bytes()[: p.stat().st_size // 3]  # the mp4 index (moov, at the end) is lost
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "bad.mp4").write_bytes(truncated)
+        lake.put_file(Path(d) / "bad.mp4", bad["raw_uri"])
     for damage in ("truncated", "missing"):
         if damage == "missing":
-            raw.unlink()
+            if lake.is_s3(lake_uri):
+                lake.s3_client().delete_object(Bucket=lake.split_s3(bad["raw_uri"])[0], Key=lake.split_s3(bad["raw_uri"])[1])
+            else:
+                Path(bad["raw_uri"]).unlink()
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="assets.train.loader"):
-            items = list(LakeClipDataset("SELECT clip_id FROM clips", uri, size=(32, 32)))
+            items = list(LakeClipDataset(sql, lake_uri, size=(32, 32)))
         assert _ids(items) == good
         warned = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
-        assert len(warned) == n_bad and all(str(raw) in m for m in warned), warned
-        assert all(("No such file" in m) == (damage == "missing") for m in warned), warned
+        assert len(warned) == n_bad and all(bad["raw_uri"] in m for m in warned), warned
+        missing_reason = "404" if lake.is_s3(lake_uri) else "No such file"
+        assert all((missing_reason in m) == (damage == "missing") for m in warned), warned
 
 
 def test_hugging_face_export(train_lake, sft, monkeypatch):
