@@ -199,11 +199,14 @@ def test_crops_and_audio_match_the_clip_durations(train_lake, sft):
         assert float((ref.permute(1, 2, 0) - torch.from_numpy(x["frames"][k]).float()).abs().mean()) < 4.0
 
 
-def test_other_fps_size_and_the_uncleaned_track(train_lake, sft):
+def test_other_fps_size_the_uncleaned_track_and_unknown_clips(train_lake, caplog):
     # conv_a's clip of A's turn 2.32-4.02 s: B's turns 1.55-2.35 s and 3.92-5.03 s overlap its first 0.03 s and last 0.1 s
     clip = lake.read("clips", train_lake).filter(pl.col("speaker_local") == "A", (pl.col("start_seconds") - 2.32).abs() < 1e-6)
     sql = f"SELECT clip_id FROM clips WHERE clip_id = '{clip['clip_id'][0]}'"
-    cleaned = next(iter(LakeClipDataset(sql, train_lake, fps=10, size=(64, 64))))
+    with caplog.at_level(logging.WARNING, logger="assets.train.loader"):
+        ds = LakeClipDataset(sql + " UNION ALL SELECT 'no_such_clip' UNION ALL SELECT NULL", train_lake, fps=10, size=(64, 64))
+    assert ds.rows.height == 1 and sum("clip not in the clips table" in r.getMessage() for r in caplog.records) == 2
+    (cleaned,) = list(ds)
     raw = next(iter(LakeClipDataset(sql, train_lake, fps=10, size=(64, 64), cleaned_audio=False)))
     dur = clip["duration"][0]
     assert cleaned["frames"].shape == (round(dur * 10), 64, 64, 3) and cleaned["audio"].shape == (round(dur * SR),)

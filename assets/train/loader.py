@@ -41,6 +41,10 @@ MEDIA_ERRORS = (av.FFmpegError, OSError, BotoCoreError, ClientError, MediaError)
 PAIR_COLUMNS = ("pair_id", "initiator_clip_id", "responder_clip_id")
 
 
+class _ClipFailed(Exception):
+    """A clip's media failed (one of MEDIA_ERRORS); the message names the clip, file and reason."""
+
+
 def shard_bounds(n: int, shard: int, shards: int) -> tuple[int, int]:
     """Rows ``[lo, hi)`` of shard ``shard`` of ``shards`` contiguous shards of ``n`` rows
     (sizes differ by at most one; together they are the ``n`` rows, each once)."""
@@ -131,7 +135,7 @@ class _LakeDataset(IterableDataset):
         first clip's video and start so a shard holds runs of one video."""
         known = pl.lit(True)
         for c in self.clip_columns:
-            known = known & pl.col(c).is_in(list(self._clips))
+            known = known & pl.col(c).is_in(list(self._clips)).fill_null(False)  # a null clip id is unknown too
         unknown = rows.filter(~known)
         for r in unknown.select(self.clip_columns).iter_rows():
             log.warning("skipping query row %s: clip not in the clips table", dict(zip(self.clip_columns, r)))
@@ -151,14 +155,20 @@ class _LakeDataset(IterableDataset):
         )
 
     def _clip(self, clip_id: str, media: _OpenMedia) -> dict:
-        """One clip's training sample (raises one of MEDIA_ERRORS when its media fails)."""
+        """One clip's training sample (raises _ClipFailed, naming the clip, its file and the
+        reason, when its media fails)."""
         c = self._clips[clip_id]
-        if c["raw_uri"] is None:
-            raise MediaError(f"video {c['video_id']} has no videos row (no raw media)")
-        path = media.path_for(c["raw_uri"])
+        try:
+            if c["raw_uri"] is None:
+                raise MediaError(f"video {c['video_id']} has no videos row (no raw media)")
+            return self._sample(c, media.path_for(c["raw_uri"]))
+        except MEDIA_ERRORS as e:
+            raise _ClipFailed(f"clip {clip_id}, media {c['raw_uri']}: {type(e).__name__}: {e}") from e
+
+    def _sample(self, c: dict, path: Path) -> dict:
         start, end = c["start_seconds"], c["end_seconds"]
         return {
-            "clip_id": clip_id,
+            "clip_id": c["clip_id"],
             "video_id": c["video_id"],
             "speaker_id": c["speaker_id"],
             "start_s": start,
@@ -180,9 +190,8 @@ class _LakeDataset(IterableDataset):
             for row in self._records[lo:hi]:
                 try:
                     item = self._item(row, media)
-                except MEDIA_ERRORS as e:
-                    uri = media.uri or self._clips[row[self.clip_columns[0]]]["raw_uri"]
-                    log.warning("skipping %s: media %s: %s: %s", {c: row[c] for c in self.clip_columns}, uri, type(e).__name__, e)
+                except _ClipFailed as e:
+                    log.warning("skipping %s: %s", {c: row[c] for c in self.clip_columns}, e)
                     continue
                 yield item
         finally:
