@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
-import numpy as np
 import polars as pl
 import torch
 from botocore.exceptions import BotoCoreError, ClientError
