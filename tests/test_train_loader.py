@@ -160,7 +160,9 @@ def test_rows_of_the_query_exactly_once_across_workers_and_ranks(train_lake, sft
     assert len(expected) >= 6 and _ids(items) == expected
     assert _ids(DataLoader(ds, batch_size=None, num_workers=2)) == expected
 
-    # two ranks, as torch.distributed reports them once initialised; each with 2 workers
+    # two ranks, as torch.distributed reports them once initialised (not torchrun's variables); each with 2 workers
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda *a, **k: 2)
     per_rank = []

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import av
 import polars as pl
-import torch
 from botocore.exceptions import BotoCoreError, ClientError
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset
+from webdataset.utils import pytorch_worker_info
 
 from assets.release.media import other_speaker_spans
 from assets.train.media import MediaError, read_audio, read_frames
@@ -50,14 +50,14 @@ def shard_bounds(n: int, shard: int, shards: int) -> tuple[int, int]:
     return n * shard // shards, n * (shard + 1) // shards
 
 
-def current_shard() -> tuple[int, int]:
-    """(shard, shards) of the calling process: rank x DataLoader worker (rank 0 of 1 unless
-    ``torch.distributed`` is initialised; worker 0 of 1 outside DataLoader workers)."""
-    rank, world = 0, 1
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    info = get_worker_info()
-    worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+def current_shard(built_rank: tuple[int, int] = (0, 1)) -> tuple[int, int]:
+    """(shard, shards) of the calling process: rank x DataLoader worker. The rank is
+    webdataset's reading (torchrun's RANK/WORLD_SIZE, else torch.distributed once
+    initialised); where that sees one process, ``built_rank``, the (rank, world) of the process
+    that built the dataset: a spawned DataLoader worker has neither."""
+    rank, world, worker, workers = pytorch_worker_info()
+    if world == 1:
+        rank, world = built_rank
     return rank * workers + worker, world * workers
 
 
@@ -100,6 +100,8 @@ class _LakeDataset(IterableDataset):
         self.sql, self.lake = sql, lake
         self.fps, self.size, self.sample_rate, self.cleaned_audio = float(fps), (int(size[0]), int(size[1])), int(sample_rate), cleaned_audio
         self.max_gap_s = threshold("train_max_frame_gap_s")
+        rank, world, _, _ = pytorch_worker_info()
+        self._built_rank = (rank, world)
         rows, clips, turns = self._query()
         # Everything Polars does happens here: DataLoader workers are forked, and a forked
         # Polars thread pool deadlocks; __iter__ reads plain Python rows only.
@@ -183,7 +185,7 @@ class _LakeDataset(IterableDataset):
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[dict]:
-        lo, hi = shard_bounds(len(self._records), *current_shard())
+        lo, hi = shard_bounds(len(self._records), *current_shard(self._built_rank))
         media = _OpenMedia()
         try:
             for row in self._records[lo:hi]:
