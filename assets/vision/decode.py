@@ -89,7 +89,12 @@ def frame_bgr(frame: av.VideoFrame, geometry: Geometry) -> np.ndarray:
         img = to_bgr(frame)
     else:
         img = frame.reformat(width=sw, height=sh, format="bgr24", interpolation="AREA").to_ndarray()
-    return cv2.rotate(img, _ROTATE[geometry.rotation]) if geometry.rotation else img
+    return to_displayed(img, geometry.rotation)
+
+
+def to_displayed(img: np.ndarray, rotation: int) -> np.ndarray:
+    """A stored frame's array turned by ``rotation`` (see :func:`display_rotation`) as players show it."""
+    return cv2.rotate(img, _ROTATE[rotation]) if rotation else img
 
 
 class FrameReader:
