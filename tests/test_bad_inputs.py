@@ -12,20 +12,24 @@ Every file is made here from the demo corpus' real footage with PyAV.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from assets.audio.decode import SAMPLE_RATE, decode_audio
 from assets.audio.pipeline import diarization_params, run_diarization, run_vad, vad_params
 from assets.ingest.ingest import ingest_file
+from assets.ingest.planning import plan_batches
 from assets.ingest.probe import probe_video
 from assets.quality.sampling import iter_pairs
 from assets.vision import VisionStats, analyze_video
 from assets.vision.params import VisionParams
+from orchestration import lake
 from tests import media_factory as mf
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,12 +80,19 @@ def faces(stage_models):
 
 
 # ---------------------------------------------------------------- 7680 x 4320
-def test_8k_video_is_decoded_at_a_bounded_working_size(conv_a, media_dir, faces, shipped_models):
-    """3 s of conv_a scaled up 12x to 7680x4320 (4 frames a second, CI-sized): the vision
-    stage's peak RSS grows by less than MAX_8K_GROWTH_MB, frames are at most decode_max_side,
-    and boxes come back in source pixels: 12x the boxes found on the 640x360 original."""
+@pytest.fixture(scope="module")
+def k8(conv_a, media_dir) -> tuple[Path, Path]:
+    """3 s of conv_a scaled up 12x to 7680x4320 (4 frames a second: CI-sized), and the same
+    frames at conv_a's 640x360."""
     big = mf.upscaled(conv_a, media_dir / "k8.mp4", size=K8, seconds=3.0, fps=4)
     small = mf.upscaled(conv_a, media_dir / "k8_small.mp4", size=(640, 360), seconds=3.0, fps=4)
+    return big, small
+
+
+def test_8k_video_is_decoded_at_a_bounded_working_size(k8, faces, shipped_models):
+    """The vision stage's peak RSS grows by less than MAX_8K_GROWTH_MB, frames are at most
+    decode_max_side, and boxes come back in source pixels: 12x the boxes found at 640x360."""
+    big, small = k8
     run = subprocess.run([sys.executable, "-c", RSS_SCRIPT, str(big)], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     got = json.loads(run.stdout.strip().splitlines()[-1])
@@ -98,6 +109,32 @@ def test_8k_video_is_decoded_at_a_bounded_working_size(conv_a, media_dir, faces,
     max_side = VisionParams.from_thresholds().decode_max_side
     [pair] = list(iter_pairs(big, [4], 2, max_side=max_side))  # clip_quality's sampler
     assert max(pair.frame.shape[:2]) == max_side and pair.scale == max_side / K8[0]
+
+
+def test_syncnet_crops_the_same_face_from_the_working_size_frames(k8, conv_a, faces):
+    """SyncNet's face crops (source-pixel boxes scaled to the working frames) hold the same
+    face as crops of the 640x360 frames; the backend runs end to end on a randomly initialised
+    SyncNet (no SyncNet weights ship) over the 8K clip."""
+    from assets.binding.sync import SyncWindow
+    from assets.binding.syncnet import _net, crop_face, syncnet_sync
+    from assets.vision.decode import FrameReader, video_fps
+
+    big, small = k8
+    tracks = analyze_video("small", small, faces)["face_tracks"]
+    max_side = VisionParams.from_thresholds().decode_max_side
+    with FrameReader(big, max_side=max_side) as r8, FrameReader(small) as r1:
+        (_, img8), (_, img1) = next(iter(r8)), next(iter(r1))
+        scale = r8.geometry.scale
+    for box in tracks["boxes"].to_list():
+        b = np.asarray(box[0])
+        a, c = crop_face(img8, b * 12.0 * scale), crop_face(img1, b)
+        assert np.corrcoef(a.astype(float).ravel(), c.astype(float).ravel())[0, 1] > 0.9
+
+    scaled = tracks.with_columns(pl.col("boxes").list.eval(pl.element().list.eval(pl.element() * 12.0)))
+    audio = decode_audio(conv_a)[: 3 * SAMPLE_RATE]
+    windows = [SyncWindow(int(t), 0, "SPEAKER_00", 0, 12) for t in scaled["track_id"].to_list()]
+    out = syncnet_sync(windows, scaled, audio, big, video_fps(big), max_offset=2, net=_net().eval(), max_side=max_side)
+    assert set(out) == {(w.track_id, 0) for w in windows}
 
 
 # ---------------------------------------------------------------- rotation metadata
@@ -183,3 +220,22 @@ def test_near_black_video_is_ingested_and_has_no_face_tracks(conv_a, media_dir, 
     res = analyze_video("dark", dark, faces)
     assert res["shots"].select("start_frame", "end_frame").rows() == [(0, 100)]
     assert res["face_tracks"].height == 0
+
+
+# ---------------------------------------------------------------- wrong extension
+def test_wrong_extension_is_read_by_content(ingest_inputs, tmp_path, local_lake):
+    """An MP4 named .avi, and one named .dat listed in a manifest (a folder scan only plans
+    media extensions): both are ingested by what their bytes are, the container is the real
+    one; a text file named .mp4 is the ``not_a_video`` reject (tests/test_lakehouse.py)."""
+    root = tmp_path / "named"
+    root.mkdir()
+    shutil.copyfile(ingest_inputs["good_talking"], root / "talk.avi")
+    shutil.copyfile(ingest_inputs["good_bikes"], root / "bikes.dat")
+    (root / "list.csv").write_text("path\ntalk.avi\nbikes.dat\n")
+    [batch] = plan_batches(str(root / "list.csv"), max_files=10)
+    planned = lake.read("batch_files").filter(pl.col("batch_id") == batch)["source_uri"].to_list()
+    assert sorted(planned) == [str(root / "bikes.dat"), str(root / "talk.avi")]
+    for uri in planned:
+        out = ingest_file(uri, batch)
+        assert "video" in out, out
+        assert out["video"]["container"].startswith("mov,mp4"), out["video"]["container"]
