@@ -79,6 +79,22 @@ def faces(stage_models):
     return stage_models.faces
 
 
+@pytest.fixture(scope="module")
+def made(conv_a, demo_corpus_dir, media_dir) -> dict[str, Path]:
+    """The hard inputs other than 8K, each a few seconds of real footage (built in ~5 s)."""
+    return {
+        # conv_a's frames stored on their side, a display matrix turning them back
+        "phone": mf.rotated(conv_a, media_dir / "phone.mp4", seconds=3.2),
+        "plain": mf.upscaled(conv_a, media_dir / "plain.mp4", size=(640, 360), seconds=3.2, fps=25),
+        # 25 fps for 2 s, then 5 fps; a hard cut from conv_a to mono at 3.0 s
+        "vfr": mf.variable_rate(conv_a, demo_corpus_dir / "mono.mp4", media_dir / "vfr.mp4", cut_s=3.0, dense_until_s=2.0, sparse_fps=5, seconds=5.0),
+        "late": mf.delayed_audio(conv_a, media_dir / "late.mp4", delay_s=1.5, seconds=8.0),
+        "on_time": mf.delayed_audio(conv_a, media_dir / "on_time.mp4", delay_s=0.0, seconds=8.0),
+        "one": mf.single_frame(conv_a, media_dir / "one_frame.mp4"),
+        "dark": mf.near_black(conv_a, media_dir / "dark.mp4", seconds=4.0),
+    }
+
+
 # ---------------------------------------------------------------- 7680 x 4320
 @pytest.fixture(scope="module")
 def k8(conv_a, media_dir) -> tuple[Path, Path]:
@@ -138,12 +154,11 @@ def test_syncnet_crops_the_same_face_from_the_working_size_frames(k8, conv_a, fa
 
 
 # ---------------------------------------------------------------- rotation metadata
-def test_rotated_phone_video_boxes_are_upright_in_the_displayed_frame(conv_a, media_dir, faces):
+def test_rotated_phone_video_boxes_are_upright_in_the_displayed_frame(made, faces):
     """conv_a's frames stored on their side (360x640) with a display matrix turning them back:
     ingest reports the displayed 640x360 and the vision stage finds the same upright faces, in
     the same displayed coordinates, as on the original frames."""
-    side = mf.rotated(conv_a, media_dir / "phone.mp4", seconds=3.2)
-    plain = mf.upscaled(conv_a, media_dir / "plain.mp4", size=(640, 360), seconds=3.2, fps=25)
+    side, plain = made["phone"], made["plain"]
     probe = probe_video(side)
     assert (probe.width, probe.height) == (640, 360)
 
@@ -158,11 +173,11 @@ def test_rotated_phone_video_boxes_are_upright_in_the_displayed_frame(conv_a, me
 
 
 # ---------------------------------------------------------------- variable frame rate
-def test_variable_frame_rate_times_come_from_timestamps(conv_a, demo_corpus_dir, media_dir, faces):
+def test_variable_frame_rate_times_come_from_timestamps(made, faces):
     """25 fps for 2 s, then 5 fps; a hard cut from conv_a to mono at 3.0 s. The cut is the 55th
     frame, so index / average fps would put it at 4.1 s; on the timestamp grid the shot starts
     at 3.0 s and conv_a's face tracks end there."""
-    path = mf.variable_rate(conv_a, demo_corpus_dir / "mono.mp4", media_dir / "vfr.mp4", cut_s=3.0, dense_until_s=2.0, sparse_fps=5, seconds=5.0)
+    path = made["vfr"]
     stats = VisionStats()
     out = analyze_video("vfr", path, faces, stats=stats)
     slot = 1.0 / stats.fps
@@ -176,12 +191,10 @@ def test_variable_frame_rate_times_come_from_timestamps(conv_a, demo_corpus_dir,
 
 
 # ---------------------------------------------------------------- audio starting after the video
-def test_audio_starting_late_is_on_the_video_clock(conv_a, media_dir, stage_models):
+def test_audio_starting_late_is_on_the_video_clock(made, stage_models):
     """conv_a's first 8 s with its audio stream starting 1.5 s after the video: the decoded
     audio is the on-time audio 1.5 s later, and the diarized turns move by 1.5 s with it."""
-    late = mf.delayed_audio(conv_a, media_dir / "late.mp4", delay_s=1.5, seconds=8.0)
-    on_time = mf.delayed_audio(conv_a, media_dir / "on_time.mp4", delay_s=0.0, seconds=8.0)
-    a, b = decode_audio(late), decode_audio(on_time)
+    a, b = decode_audio(made["late"]), decode_audio(made["on_time"])
     lead = int(1.5 * SAMPLE_RATE)
     assert np.abs(a[: lead - 800]).max() < 1e-3  # silence until the audio stream starts
     seg = b[SAMPLE_RATE : 3 * SAMPLE_RATE]
@@ -202,8 +215,8 @@ def test_audio_starting_late_is_on_the_video_clock(conv_a, media_dir, stage_mode
 
 
 # ---------------------------------------------------------------- a single frame, a near-black video
-def test_single_frame_is_rejected_at_ingest_and_gives_empty_tracks(conv_a, media_dir, faces, local_lake):
-    one = mf.single_frame(conv_a, media_dir / "one_frame.mp4")
+def test_single_frame_is_rejected_at_ingest_and_gives_empty_tracks(made, faces, local_lake):
+    one = made["one"]
     out = ingest_file(str(one), "b-bad")
     assert out["reject"]["reason"] == "too_short", out
     res = analyze_video("one", one, faces)  # the stage itself copes too: one shot, no track
@@ -211,10 +224,10 @@ def test_single_frame_is_rejected_at_ingest_and_gives_empty_tracks(conv_a, media
     assert res["face_tracks"].height == 0
 
 
-def test_near_black_video_is_ingested_and_has_no_face_tracks(conv_a, media_dir, faces, local_lake):
+def test_near_black_video_is_ingested_and_has_no_face_tracks(made, faces, local_lake):
     """conv_a at 3 % brightness (pixel values up to ~8): a valid video, so no reject; no face
     is found and its one shot is kept whole (no fade invented), so it yields no clips."""
-    dark = mf.near_black(conv_a, media_dir / "dark.mp4", seconds=4.0)
+    dark = made["dark"]
     out = ingest_file(str(dark), "b-bad")
     assert out.get("reject") is None, out
     res = analyze_video("dark", dark, faces)
@@ -239,3 +252,45 @@ def test_wrong_extension_is_read_by_content(ingest_inputs, tmp_path, local_lake)
         out = ingest_file(uri, batch)
         assert "video" in out, out
         assert out["video"]["container"].startswith("mov,mp4"), out["video"]["container"]
+
+
+# ---------------------------------------------------------------- the batch finishes
+def test_a_batch_of_hard_inputs_finishes_with_every_stage_ok(k8, made, tmp_path, shipped_models, monkeypatch):
+    """The whole process_batch job (every stage) on one batch of the hard inputs: the single
+    frame is the only reject, every stage is ok for every other video (a reason where a video
+    gave the stage nothing), and the lake holds the normalised geometry and times."""
+    import dagster as dg
+
+    from orchestration.definitions import build_defs
+    from orchestration.resources import LakeResource, models_from_env
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    names = {"k8": k8[0], **{n: made[n] for n in ("phone", "vfr", "late", "one", "dark")}}
+    for name, path in names.items():
+        shutil.copyfile(path, inbox / f"{name}.mp4")
+    uri = str(tmp_path / "lake")
+    monkeypatch.setenv("SPEAKERLAKE_LAKE", uri)
+    (batch,) = plan_batches(str(inbox), 10, uri)
+    defs = build_defs(resources={"lake": LakeResource(location=uri), "models": models_from_env(resolved=True)})
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("ingest_batches", [batch])
+        assert defs.resolve_job_def("process_batch").execute_in_process(partition_key=batch, instance=instance).success
+
+    videos = lake.read("videos", uri)
+    vid = {Path(u).stem: v for u, v in videos.select("source_uri", "video_id").iter_rows()}
+    rejects = lake.read("rejects", uri)
+    assert set(vid) == set(names) - {"one"}
+    got = {(Path(u).stem, stage, reason) for u, stage, reason in rejects.select("source_uri", "stage", "reason").iter_rows()}
+    assert got == {("one", "ingest", "too_short")} | {(n, "audio", "no_audio_stream") for n in ("k8", "phone", "vfr", "dark")}, got
+    status = lake.read("stage_status", uri)
+    assert set(status["status"]) == {"ok"}, status.filter(pl.col("status") != "ok")
+    assert status.group_by("video_id").len()["len"].n_unique() == 1  # every stage ran for every video
+
+    size = {Path(u).stem: (w, h) for u, w, h in videos.select("source_uri", "width", "height").iter_rows()}
+    assert size["k8"] == K8 and size["phone"] == (640, 360)
+    k8_boxes = np.concatenate([np.asarray(b) for b in lake.read("face_tracks", uri, video_ids=[vid["k8"]])["boxes"].to_list()])
+    assert k8_boxes[:, 2].max() > 1920  # source pixels, not the working size
+    assert lake.read("face_tracks", uri, video_ids=[vid["dark"]]).is_empty()
+    assert abs(lake.read("shots", uri, video_ids=[vid["vfr"]]).sort("shot_id")["start"][1] - 3.0) < 0.1
+    assert lake.read("speaker_turns", uri, video_ids=[vid["late"]])["start"].min() >= 1.4
