@@ -42,15 +42,22 @@ K8 = (7680, 4320)
 # the shot lag queue as a 100 MB BGR array), 252 MB after; a minute of 8K at 25 fps held ~5 GB.
 MAX_8K_GROWTH_MB = 600
 
+# Peak RSS from VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forked parent
+# (the pytest process, with its models loaded), so a child's ru_maxrss starts at the parent's size.
 RSS_SCRIPT = """
-import json, os, resource, sys
+import json, os, sys
 from assets.vision import VisionStats, analyze_video, load_vision_models
+
+def peak_mb():
+    line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
 models = load_vision_models(os.environ["SPEAKERLAKE_FACE_MODEL_DIR"])
-loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+loaded = peak_mb()
 stats = VisionStats()
 out = analyze_video("k8", sys.argv[1], models, stats=stats)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"growth_mb": (peak - loaded) / 1024, "peak_mb": peak / 1024, "size": [stats.width, stats.height],
+peak = peak_mb()
+print(json.dumps({"growth_mb": peak - loaded, "peak_mb": peak, "size": [stats.width, stats.height],
                   "boxes": [t[0] for t in out["face_tracks"]["boxes"].to_list()]}))
 """
 
