@@ -656,7 +656,7 @@ _TABLES = [
         ),
         docs={
             "prediction_set": "name of the scored prediction folder, or a built-in set (ground_truth, static_frame)",
-            "pair_id": "vidchat_testset pair; * for set-level metrics (FID, FVD, expression FID, dialogue coherence)",
+            "pair_id": "vidchat_testset pair; * for set-level metrics (FID, FVD, expression FID) and a skipped optional metric's row",
             "metric": (
                 "psnr | ssim | arcface | landmark_error | sync_confidence | sync_offset | sync_dist | voice_similarity | fid | fvd | expression_fid "
                 "| dialogue_coherence | coherence_similarity"

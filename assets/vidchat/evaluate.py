@@ -245,8 +245,9 @@ def distribution_rows(set_name: str, predictions: dict[str, Features], reference
         if not models.configured(metric):
             continue
         pairs = sorted(predictions)
-        pred = [getattr(predictions[p], metric) for p in pairs]
-        ref = [getattr(references[p], metric) for p in pairs]
+        # a clip shorter than one I3D clip, or without a face, adds no sample
+        pred = [x for x in (getattr(predictions[p], metric) for p in pairs) if len(x)]
+        ref = [x for x in (getattr(references[p], metric) for p in pairs) if len(x)]
         n_pred, n_ref = sum(len(x) for x in pred), sum(len(x) for x in ref)
         if min(n_pred, n_ref) < 2:
             rows.append(_row(set_name, SET_LEVEL, metric, status="skipped", reason=f"too few samples: {n_pred} generated, {n_ref} reference (2 needed on each side)"))
