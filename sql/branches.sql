@@ -100,14 +100,16 @@ JOIN (SELECT video_key, floor_no, min(start) AS floor_start, max("end") AS floor
 -- when both clips are sft.
 CREATE OR REPLACE TEMP TABLE dialogue_candidates AS
 WITH floor_clips AS (
-    SELECT f.video_key, f.floor_no, f.speaker_local, f.floor_start, f.floor_end, any_value(k.video_id) AS video_id,
+    -- grouped on the floor's key alone: its speaker, start and end are the floor's
+    SELECT f.video_key, f.floor_no, any_value(f.speaker_local) AS speaker_local, any_value(f.floor_start) AS floor_start,
+        any_value(f.floor_end) AS floor_end, any_value(k.video_id) AS video_id,
         -- ties (two face tracks of one person at the same time) broken by clip_id: deterministic
         arg_min({'clip_id': k.clip_id, 'speaker_id': k.speaker_id, 'turn_id': k.turn_id, 'tier': k.tier, 'start': k.start_seconds}, (k.start_seconds, k.clip_id)) AS first_clip,
         arg_max({'clip_id': k.clip_id, 'speaker_id': k.speaker_id, 'turn_id': k.turn_id, 'tier': k.tier, 'start': k.start_seconds}, (k.end_seconds, k.clip_id)) AS last_clip
     FROM kept_clips k
     JOIN turn_floors f ON f.video_key = k.video_key AND f.turn_id = k.turn_id
     WHERE k.is_talking AND k.speaker_local = f.speaker_local
-    GROUP BY f.video_key, f.floor_no, f.speaker_local, f.floor_start, f.floor_end
+    GROUP BY f.video_key, f.floor_no
 )
 SELECT
     substr(md5(a.last_clip.clip_id || '>' || b.first_clip.clip_id), 1, 20) AS pair_id,
@@ -164,12 +166,13 @@ SELECT clip_id, video_id, speaker_id, start_seconds, end_seconds, duration, tier
 FROM kept_clips
 WHERE is_talking AND (speaker_id IS NULL OR speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers));
 --
+-- (pair_key: the row's integer id, a cheaper group key than pair_id for the context rows)
 CREATE OR REPLACE TEMP VIEW training_pairs AS
-SELECT *
+SELECT *, rowid AS pair_key
 FROM dialogue_candidates
 WHERE (initiator_speaker_id IS NULL OR initiator_speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers))
   AND (responder_speaker_id IS NULL OR responder_speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers));
-CREATE OR REPLACE TEMP VIEW dialogue_rows AS SELECT * EXCLUDE (video_key, dialogue_start) FROM training_pairs;
+CREATE OR REPLACE TEMP VIEW dialogue_rows AS SELECT * EXCLUDE (video_key, dialogue_start, pair_key) FROM training_pairs;
 --
 -- listening_rows: each kept listening clip with its partner's speech over the same span: the
 -- audio span is the clip's own span (the listening stage already required that partner to
@@ -215,16 +218,17 @@ WHERE (l.speaker_id IS NULL OR l.speaker_id NOT IN (SELECT speaker_id FROM vidch
 -- speakers lying wholly within [x - multi_turn_history_s, x], their ASR joined in time order
 -- as "speaker_local: text" lines. Pairs without an earlier turn have no context and no row.
 CREATE OR REPLACE TEMP VIEW multi_turn_context_rows AS
-WITH pair_speakers AS (
-    -- one row per pair, speaker and T-long time bucket the window [x - T, x] touches (a
-    -- clip starting in the window starts in bucket floor(x / T) - 1 or floor(x / T)): the
-    -- clip join is then an equi-join on (video, speaker, bucket: kept_clips.history_bucket) that meets only the few
-    -- clips near x (an IN over two columns made DuckDB fall back to a nested-loop join, and
-    -- joining on the speaker alone meets every clip of the video)
-    SELECT d.pair_id, d.video_id, d.video_key, d.responder_clip_id, d.dialogue_start, s.speaker_local, b.bucket
+WITH pair_buckets AS (
+    -- one row per pair and T-long time bucket the window [x - T, x] touches (a clip starting
+    -- in the window starts in bucket floor(x / T) - 1 or floor(x / T)): the clip join is then
+    -- an equi-join on (video, bucket: kept_clips.history_bucket) that meets only the few clips
+    -- near x, the pair's two speakers a filter on them (an IN over two columns as the join
+    -- condition made DuckDB fall back to a nested-loop join, and joining on the speaker alone
+    -- meets every clip of the video)
+    SELECT d.pair_key, d.pair_id, d.video_id, d.video_key, d.responder_clip_id, d.dialogue_start,
+        d.initiator_speaker_local, d.responder_speaker_local, b.bucket
     FROM training_pairs d
     CROSS JOIN branch_limits l,
-        unnest([d.initiator_speaker_local, d.responder_speaker_local]) AS s(speaker_local),
         unnest([CAST(floor(d.dialogue_start / l.multi_turn_history_s) AS BIGINT) - 1, CAST(floor(d.dialogue_start / l.multi_turn_history_s) AS BIGINT)]) AS b(bucket)
 )
 SELECT
@@ -234,18 +238,18 @@ SELECT
     array_to_string(list_transform(context, c -> c.line), chr(10)) AS context_text,
     context_seconds
 FROM (
-    SELECT p.pair_id, any_value(p.video_id) AS video_id, any_value(p.responder_clip_id) AS responder_clip_id, any_value(p.dialogue_start) AS dialogue_start,
+    SELECT any_value(p.pair_id) AS pair_id, any_value(p.video_id) AS video_id, any_value(p.responder_clip_id) AS responder_clip_id, any_value(p.dialogue_start) AS dialogue_start,
         -- collected unordered, then sorted (start, clip_id): far cheaper than ordered aggregates
         list_sort(list({'start': k.start_seconds, 'clip_id': k.clip_id, 'speaker_id': k.speaker_id,
             'line': k.speaker_local || ': ' || coalesce(trim(k.text), '')})) AS context,
         sum(k.duration) AS context_seconds
-    FROM pair_speakers p
+    FROM pair_buckets p
     CROSS JOIN branch_limits l
-    JOIN kept_clips k ON k.video_key = p.video_key AND k.speaker_local = p.speaker_local AND k.history_bucket = p.bucket
-    WHERE k.is_talking
+    JOIN kept_clips k ON k.video_key = p.video_key AND k.history_bucket = p.bucket
+    WHERE k.is_talking AND (k.speaker_local = p.initiator_speaker_local OR k.speaker_local = p.responder_speaker_local)
       AND k.start_seconds >= p.dialogue_start - l.multi_turn_history_s AND k.end_seconds <= p.dialogue_start
       AND (k.speaker_id IS NULL OR k.speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers))
-    GROUP BY p.pair_id
+    GROUP BY p.pair_key
 );
 --
 -- multi_turn_chain_rows: a video's kept talking clips of training speakers in time order; a
