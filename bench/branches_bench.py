@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 
@@ -32,8 +30,8 @@ import numpy as np
 import polars as pl
 from deltalake import write_deltalake
 
+from bench.synthetic import conform, cpu_seconds, ensure_lake, measure_in_fresh_process, peak_rss_gb
 from orchestration import lake as lake_io
-from orchestration.tables import TABLES
 
 MAX_SECONDS = 10.0
 MAX_RSS_GB = 4.0
@@ -41,10 +39,6 @@ VIDEOS = 153_000
 CLIPS_PER_VIDEO = 34  # 5.2 M / 153 K
 CHUNK_VIDEOS = 30_000
 SPEAKERS = 83_000
-
-
-def _full(table: str, df: pl.DataFrame) -> pl.DataFrame:
-    return TABLES[table].conform(df.with_columns([pl.lit(None, d).alias(c) for c, d in TABLES[table].schema.items() if c not in df.columns]))
 
 
 def _chunk(rng: np.random.Generator, first: int, n_videos: int) -> dict[str, pl.DataFrame]:
@@ -101,7 +95,7 @@ def _chunk(rng: np.random.Generator, first: int, n_videos: int) -> dict[str, pl.
         "start_seconds": start[li], "end_seconds": end[li], "duration": duration[li], "is_talking": False,
         "listening_kind": pl.Series(np.where(rng.random(int(li.sum())) < 0.7, "co_present", "not_co_present")), "partner_speaker_local": local.filter(li),
     })
-    clips = pl.concat([_full("clips", talking), _full("clips", listening)])
+    clips = pl.concat([conform("clips", talking), conform("clips", listening)])
     u = rng.random(clips.height)
     tiers = clips.select("clip_id", "video_id", "speaker_id", "is_talking", "duration").with_columns(
         tier=pl.Series(np.where(u < 0.12, "rejected", np.where(u < 0.23, "sft", "pretrain"))),
@@ -124,8 +118,8 @@ def _chunk(rng: np.random.Generator, first: int, n_videos: int) -> dict[str, pl.
         "speaker_id": pl.Series(np.concatenate([ids[:, 0], ids[:, 1]]), dtype=pl.String),
     }).drop_nulls("speaker_id")
     return {
-        "clips": clips, "clip_tiers": _full("clip_tiers", tiers), "speaker_turns": _full("speaker_turns", pl.concat([turns, back])),
-        "video_speakers": _full("video_speakers", speakers), "bindings": _full("bindings", bindings), "speaker_assignments": _full("speaker_assignments", assignments),
+        "clips": clips, "clip_tiers": conform("clip_tiers", tiers), "speaker_turns": conform("speaker_turns", pl.concat([turns, back])),
+        "video_speakers": conform("video_speakers", speakers), "bindings": conform("bindings", bindings), "speaker_assignments": conform("speaker_assignments", assignments),
     }
 
 
@@ -141,21 +135,15 @@ def build(lake: str, videos: int, seed: int = 0) -> None:
 def measure(lake: str) -> dict:
     """In this (fresh) process: time the branches and read the peak RSS."""
     from assets.branches.branches import BRANCH_TABLES, branch_rows, draw_split
-
-    def cpu() -> float:
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        return r.ru_utime + r.ru_stime
-
-    start, cpu_start = time.perf_counter(), cpu()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     con = lake_io.duckdb_connection(lake)
     clips = con.execute("SELECT count(*) FROM clips").fetchone()[0]
     split = draw_split(con)
     rows = {}
     for name in BRANCH_TABLES:  # as the asset: one output table in memory at a time
         rows[name] = branch_rows(con, name).height
-    seconds, cpu_seconds = time.perf_counter() - start, cpu() - cpu_start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    return {"clips": clips, "seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_gb": peak / 1e9,
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
+    return {"clips": clips, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_gb": peak_rss_gb(),
             "rows": rows, "test_pairs": split.pairs}
 
 
@@ -169,14 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.measure:
         print(json.dumps(measure(lake)))
         return
-    if not lake_io.table_exists("clips", lake):
-        t = time.perf_counter()
-        build(lake, a.videos)
-        print(f"built the synthetic lake in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-    load_start = os.getloadavg()[0]
-    # a fresh process: its peak RSS is the branches' alone, not the lake builder's
-    out = subprocess.run([sys.executable, "-m", "bench.branches_bench", "--lake", lake, "--measure"], check=True, capture_output=True, text=True, env=os.environ)
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    ensure_lake(lake, lambda: build(lake, a.videos))
+    r, load_start = measure_in_fresh_process("bench.branches_bench", lake)
     rows = ", ".join(f"{t} {n:,}" for t, n in r["rows"].items())
     print(f"| branch SQL (sql/branches.sql → Polars) | {r['clips']:,} clips | {r['seconds']:.2f} s | {r['cpu_seconds']:.2f} s | {r['peak_rss_gb']:.2f} GB | {rows} | {os.cpu_count()} cores, load {load_start:.2f} |")
     assert r["seconds"] <= MAX_SECONDS, f"branch SQL took {r['seconds']:.1f} s (limit {MAX_SECONDS} s)"

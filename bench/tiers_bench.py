@@ -17,18 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 from deltalake import write_deltalake
 
+from bench.synthetic import conform, cpu_seconds, ensure_lake, measure_in_fresh_process, peak_rss_gb
 from orchestration import lake as lake_io
-from orchestration.tables import TABLES
 
 MAX_SECONDS = 10.0
 MAX_RSS_GB = 4.0
@@ -85,8 +82,7 @@ def _chunk(rng: np.random.Generator, first_video: int, n_videos: int) -> tuple[p
     }).with_columns(pl.col("hand_blur").fill_nan(None))
     # 0.1 % of clips have no quality row (no_quality)
     quality = quality.filter(pl.Series(rng.random(n) >= 0.001))
-    full = lambda t, df: df.with_columns([pl.lit(None, d).alias(c) for c, d in TABLES[t].schema.items() if c not in df.columns])  # noqa: E731
-    return TABLES["clips"].conform(full("clips", clips)), TABLES["clip_quality"].conform(full("clip_quality", quality))
+    return conform("clips", clips), conform("clip_quality", quality)
 
 
 def build(lake: str, clips: int, seed: int = 0) -> None:
@@ -103,18 +99,12 @@ def build(lake: str, clips: int, seed: int = 0) -> None:
 def measure(lake: str) -> dict:
     """In this (fresh) process: time the tier decision and read the peak RSS."""
     from assets.tiers.tiers import clip_tiers
-
-    def cpu() -> float:
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        return r.ru_utime + r.ru_stime
-
-    start, cpu_start = time.perf_counter(), cpu()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     con = lake_io.duckdb_connection(lake)
     tiers = clip_tiers(con)
-    seconds, cpu_seconds = time.perf_counter() - start, cpu() - cpu_start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     counts = dict(tiers.group_by("tier").len().iter_rows())
-    return {"clips": tiers.height, "seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_gb": peak / 1e9, "tiers": counts}
+    return {"clips": tiers.height, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_gb": peak_rss_gb(), "tiers": counts}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,14 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.measure:
         print(json.dumps(measure(lake)))
         return
-    if not lake_io.table_exists("clips", lake):
-        t = time.perf_counter()
-        build(lake, a.clips)
-        print(f"built the synthetic lake in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-    load_start = os.getloadavg()[0]
-    # a fresh process: its peak RSS is the tier decision's alone, not the lake builder's
-    out = subprocess.run([sys.executable, "-m", "bench.tiers_bench", "--lake", lake, "--measure"], check=True, capture_output=True, text=True, env=os.environ)
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    ensure_lake(lake, lambda: build(lake, a.clips))
+    r, load_start = measure_in_fresh_process("bench.tiers_bench", lake)
     share = {t: f"{n / r['clips']:.1%}" for t, n in sorted(r["tiers"].items())}
     print(f"| tier SQL (sql/tiers.sql → Polars) | {r['clips']:,} clips | {r['seconds']:.2f} s | {r['cpu_seconds']:.2f} s | {r['peak_rss_gb']:.2f} GB | {share} | {os.cpu_count()} cores, load {load_start:.2f} |")
     assert r["seconds"] <= MAX_SECONDS, f"tier SQL took {r['seconds']:.1f} s (limit {MAX_SECONDS} s)"

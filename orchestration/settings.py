@@ -47,10 +47,10 @@ MODEL_SETTINGS: dict[str, ModelSetting] = {
     "dover_onnx": ModelSetting("SPEAKERLAKE_DOVER_ONNX", "optional DOVER ONNX export: clip_quality.visual_quality (default: BRISQUE from the brisque wheel)"),
     "vlm_model_dir": ModelSetting("SPEAKERLAKE_VLM_MODEL_DIR", "optional Qwen2.5-VL model dir: clip_quality caption and motion rating (default: from measurements)"),
     "topic_llm_dir": ModelSetting("SPEAKERLAKE_TOPIC_LLM_DIR", "optional causal-LM dir (transformers): clip_quality.topic from the video's ASR (default: no topic)"),
-    "fid_model": ModelSetting("SPEAKERLAKE_FID_MODEL", "optional Inception feature-extractor weights: VidChatBench FID (default: skipped)"),
-    "fvd_model": ModelSetting("SPEAKERLAKE_FVD_MODEL", "optional I3D feature-extractor weights: VidChatBench FVD (default: skipped)"),
-    "expression_model": ModelSetting("SPEAKERLAKE_EXPRESSION_MODEL", "optional facial-expression feature-extractor weights: VidChatBench expression FID (default: skipped)"),
-    "text_embedding_model_dir": ModelSetting("SPEAKERLAKE_TEXT_EMBEDDING_MODEL_DIR", "optional text-embedding model dir: VidChatBench dialogue coherence (default: skipped)"),
+    "fid_model": ModelSetting("SPEAKERLAKE_FID_MODEL", "optional pytorch-fid FID Inception-v3 state dict (pt_inception-2015-12-05-6726825d.pth): VidChatBench FID (default: skipped)"),
+    "fvd_model": ModelSetting("SPEAKERLAKE_FVD_MODEL", "optional TorchScript I3D FVD detector (i3d_torchscript.pt): VidChatBench FVD (default: skipped)"),
+    "expression_model": ModelSetting("SPEAKERLAKE_EXPRESSION_MODEL", "optional Deep3DFaceRecon checkpoint (epoch_20.pth, net_recon): VidChatBench expression FID (default: skipped)"),
+    "text_embedding_model_dir": ModelSetting("SPEAKERLAKE_TEXT_EMBEDDING_MODEL_DIR", "optional transformers text-encoder dir (AutoModel + tokenizer, mean-pooled): VidChatBench dialogue coherence, with asr_model_dir (default: skipped)"),
 }
 
 

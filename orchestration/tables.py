@@ -656,9 +656,15 @@ _TABLES = [
         ),
         docs={
             "prediction_set": "name of the scored prediction folder, or a built-in set (ground_truth, static_frame)",
-            "pair_id": "vidchat_testset pair; * for set-level metrics (FID, FVD, expression FID, dialogue coherence)",
-            "metric": "psnr | ssim | arcface | sync_confidence | sync_offset | sync_dist | voice_similarity | fid | fvd | expression_fid | dialogue_coherence",
-            "value": "null unless status is ok (psnr dB capped at vidchat_psnr_cap_db; sync_offset frames, > 0: audio leads video)",
+            "pair_id": "vidchat_testset pair; * for set-level metrics (FID, FVD, expression FID) and a skipped optional metric's row",
+            "metric": (
+                "psnr | ssim | arcface | landmark_error | sync_confidence | sync_offset | sync_dist | voice_similarity | fid | fvd | expression_fid "
+                "| dialogue_coherence | coherence_similarity"
+            ),
+            "value": (
+                "null unless status is ok (psnr dB capped at vidchat_psnr_cap_db; sync_offset frames, > 0: audio leads video; landmark_error in "
+                "reference face sizes; dialogue_coherence 1 / rank of the true response among the test pairs' reference responses)"
+            ),
             "status": "ok, missing, unreadable, wrong_length, no_reference, no_audio, no_face, skipped or error",
             "reason": "why there is no value (the file, the length, the setting to configure)",
         },
@@ -677,10 +683,12 @@ _TABLES = [
             "sync_offset": pl.Float64,
             "sync_dist": pl.Float64,
             "voice_similarity": pl.Float64,
+            "landmark_error": pl.Float64,
             "fid": pl.Float64,
             "fvd": pl.Float64,
             "expression_fid": pl.Float64,
             "dialogue_coherence": pl.Float64,
+            "coherence_similarity": pl.Float64,
             "not_scored_pairs": pl.List(pl.String),
             "skipped_metrics": pl.List(pl.String),
             "evaluated_at": pl.Datetime("us", "UTC"),
@@ -692,6 +700,8 @@ _TABLES = [
             "pairs": "test pairs", "scored": "pairs whose prediction was read and scored", "not_scored": "missing, unreadable, wrong-length or reference-less pairs",
             "not_scored_pairs": "pair_id: status (reason) of each pair not scored", "skipped_metrics": "metric: reason of each metric not computed (weights not configured)",
             "sync_offset": "mean lip-sync offset (frames; > 0: audio leads video)",
+            "dialogue_coherence": "mean reciprocal rank of each pair's true response (null: text_embedding_model_dir not configured)",
+            "fid": "set-level Fréchet Inception distance (null: fid_model not configured)",
         },
     ),
 ]

@@ -27,6 +27,13 @@ WHERE stage = 'branches';
 -- The test split's speaker ids, filled by assets/branches after the draw (empty until then).
 CREATE OR REPLACE TEMP TABLE vidchat_test_speakers (speaker_id VARCHAR PRIMARY KEY);
 --
+-- video_keys: an integer per video of a kept clip. The per-video joins, windows and groups
+-- below hash and sort this key instead of the video_id string (string hashing and sorting
+-- dominated their cost at SpeakerVid-5M scale; docs/benchmarks.md).
+CREATE OR REPLACE TEMP TABLE video_keys AS
+SELECT video_id, CAST(row_number() OVER () AS INTEGER) AS video_key
+FROM (SELECT DISTINCT video_id FROM clip_tiers WHERE tier <> 'rejected');
+--
 -- kept_clips: every clip not rejected by the tiers, with the person's current dataset-wide
 -- speaker id (speaker_assignments on the clip's identity unit; the id recorded when the clip
 -- was cut if the unit has no row). A null speaker id (a face without an ArcFace embedding)
@@ -34,7 +41,7 @@ CREATE OR REPLACE TEMP TABLE vidchat_test_speakers (speaker_id VARCHAR PRIMARY K
 -- enter the test split.
 CREATE OR REPLACE TEMP TABLE kept_clips AS
 SELECT
-    c.clip_id, c.video_id, coalesce(sa.speaker_id, c.speaker_id) AS speaker_id, c.speaker_local,
+    c.clip_id, c.video_id, v.video_key, coalesce(sa.speaker_id, c.speaker_id) AS speaker_id, c.speaker_local,
     c.start_seconds, c.end_seconds, c.duration, c.is_talking, c.turn_id, c.listening_kind,
     c.partner_speaker_local, c.text, t.tier,
     -- the multi-turn window's time bucket (multi_turn_context_rows)
@@ -43,6 +50,7 @@ FROM clips c
 CROSS JOIN branch_limits l
 -- clip_id is unique lake-wide (it embeds video_id): the one-column join is the cheap one
 JOIN clip_tiers t ON t.clip_id = c.clip_id
+JOIN video_keys v ON v.video_id = c.video_id
 LEFT JOIN speaker_assignments sa ON sa.video_id = c.video_id AND sa.unit = c.identity_unit
 WHERE t.tier <> 'rejected';
 --
@@ -51,35 +59,37 @@ WHERE t.tier <> 'rejected';
 -- run of consecutive turns of one speaker (diarization splits a reply at its pauses; the
 -- reply is still one turn of the conversation). A turn lying wholly inside an earlier-started
 -- turn is a backchannel ("mm-hm" under the partner's speech): it does not take the floor and
--- belongs to none.
+-- belongs to none. (Only videos with a kept clip, the ones in video_keys, can give a pair.)
 CREATE OR REPLACE TEMP TABLE turn_floors AS
 WITH dialogue_speakers AS (
-    SELECT vs.video_id, vs.speaker_local
+    SELECT v.video_key, vs.speaker_local
     FROM video_speakers vs
     JOIN bindings b ON b.video_id = vs.video_id AND b.speaker_local = vs.speaker_local
+    JOIN video_keys v ON v.video_id = vs.video_id
     WHERE vs.is_main AND b.track_id IS NOT NULL
-    QUALIFY count(*) OVER (PARTITION BY vs.video_id) = 2
+    QUALIFY count(*) OVER (PARTITION BY v.video_key) = 2
 ),
 turns AS (
-    SELECT t.video_id, t.turn_id, t.speaker_local, t.start, t."end",
-        max(t."end") OVER (PARTITION BY t.video_id ORDER BY t.start, t.turn_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS earlier_end
+    SELECT v.video_key, t.turn_id, t.speaker_local, t.start, t."end",
+        max(t."end") OVER (PARTITION BY v.video_key ORDER BY t.start, t.turn_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS earlier_end
     FROM speaker_turns t
-    SEMI JOIN dialogue_speakers d ON d.video_id = t.video_id AND d.speaker_local = t.speaker_local
+    JOIN video_keys v ON v.video_id = t.video_id
+    SEMI JOIN dialogue_speakers d ON d.video_key = v.video_key AND d.speaker_local = t.speaker_local
 ),
 floor_turns AS (
     SELECT *,
-        CASE WHEN speaker_local IS DISTINCT FROM lag(speaker_local) OVER (PARTITION BY video_id ORDER BY start, turn_id) THEN 1 ELSE 0 END AS new_floor
+        CASE WHEN speaker_local IS DISTINCT FROM lag(speaker_local) OVER (PARTITION BY video_key ORDER BY start, turn_id) THEN 1 ELSE 0 END AS new_floor
     FROM turns
     WHERE earlier_end IS NULL OR "end" > earlier_end
 ),
 numbered AS (
-    SELECT *, CAST(sum(new_floor) OVER (PARTITION BY video_id ORDER BY start, turn_id ROWS UNBOUNDED PRECEDING) AS INTEGER) AS floor_no
+    SELECT *, CAST(sum(new_floor) OVER (PARTITION BY video_key ORDER BY start, turn_id ROWS UNBOUNDED PRECEDING) AS INTEGER) AS floor_no
     FROM floor_turns
 )
-SELECT n.video_id, n.turn_id, n.speaker_local, n.floor_no, f.floor_start, f.floor_end
+SELECT n.video_key, n.turn_id, n.speaker_local, n.floor_no, f.floor_start, f.floor_end
 FROM numbered n
-JOIN (SELECT video_id, floor_no, min(start) AS floor_start, max("end") AS floor_end FROM numbered GROUP BY ALL) f
-    ON f.video_id = n.video_id AND f.floor_no = n.floor_no;
+JOIN (SELECT video_key, floor_no, min(start) AS floor_start, max("end") AS floor_end FROM numbered GROUP BY ALL) f
+    ON f.video_key = n.video_key AND f.floor_no = n.floor_no;
 --
 -- dialogue_candidates: every dialogue pair before the test split. Consecutive floors (they
 -- alternate between the two speakers by construction) whose gap, the responder floor's
@@ -90,18 +100,21 @@ JOIN (SELECT video_id, floor_no, min(start) AS floor_start, max("end") AS floor_
 -- when both clips are sft.
 CREATE OR REPLACE TEMP TABLE dialogue_candidates AS
 WITH floor_clips AS (
-    SELECT f.video_id, f.floor_no, f.speaker_local, f.floor_start, f.floor_end,
+    -- grouped on the floor's key alone: its speaker, start and end are the floor's
+    SELECT f.video_key, f.floor_no, any_value(f.speaker_local) AS speaker_local, any_value(f.floor_start) AS floor_start,
+        any_value(f.floor_end) AS floor_end, any_value(k.video_id) AS video_id,
         -- ties (two face tracks of one person at the same time) broken by clip_id: deterministic
         arg_min({'clip_id': k.clip_id, 'speaker_id': k.speaker_id, 'turn_id': k.turn_id, 'tier': k.tier, 'start': k.start_seconds}, (k.start_seconds, k.clip_id)) AS first_clip,
         arg_max({'clip_id': k.clip_id, 'speaker_id': k.speaker_id, 'turn_id': k.turn_id, 'tier': k.tier, 'start': k.start_seconds}, (k.end_seconds, k.clip_id)) AS last_clip
     FROM kept_clips k
-    JOIN turn_floors f ON f.video_id = k.video_id AND f.turn_id = k.turn_id
+    JOIN turn_floors f ON f.video_key = k.video_key AND f.turn_id = k.turn_id
     WHERE k.is_talking AND k.speaker_local = f.speaker_local
-    GROUP BY ALL
+    GROUP BY f.video_key, f.floor_no
 )
 SELECT
     substr(md5(a.last_clip.clip_id || '>' || b.first_clip.clip_id), 1, 20) AS pair_id,
     a.video_id,
+    a.video_key,
     a.last_clip.clip_id AS initiator_clip_id,
     b.first_clip.clip_id AS responder_clip_id,
     a.last_clip.speaker_id AS initiator_speaker_id,
@@ -114,7 +127,7 @@ SELECT
     CASE WHEN a.last_clip.tier = 'sft' AND b.first_clip.tier = 'sft' THEN 'sft' ELSE 'pretrain' END AS tier,
     a.last_clip.start AS dialogue_start
 FROM floor_clips a
-JOIN floor_clips b ON b.video_id = a.video_id AND b.floor_no = a.floor_no + 1
+JOIN floor_clips b ON b.video_key = a.video_key AND b.floor_no = a.floor_no + 1
 CROSS JOIN branch_limits l
 WHERE b.floor_start - a.floor_end <= l.dialogue_max_gap_s;
 --
@@ -153,12 +166,13 @@ SELECT clip_id, video_id, speaker_id, start_seconds, end_seconds, duration, tier
 FROM kept_clips
 WHERE is_talking AND (speaker_id IS NULL OR speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers));
 --
+-- (pair_key: the row's integer id, a cheaper group key than pair_id for the context rows)
 CREATE OR REPLACE TEMP VIEW training_pairs AS
-SELECT *
+SELECT *, rowid AS pair_key
 FROM dialogue_candidates
 WHERE (initiator_speaker_id IS NULL OR initiator_speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers))
   AND (responder_speaker_id IS NULL OR responder_speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers));
-CREATE OR REPLACE TEMP VIEW dialogue_rows AS SELECT * EXCLUDE (dialogue_start) FROM training_pairs;
+CREATE OR REPLACE TEMP VIEW dialogue_rows AS SELECT * EXCLUDE (video_key, dialogue_start, pair_key) FROM training_pairs;
 --
 -- listening_rows: each kept listening clip with its partner's speech over the same span: the
 -- audio span is the clip's own span (the listening stage already required that partner to
@@ -178,7 +192,7 @@ speaker_clip AS (
     SELECT l.clip_id,
         arg_max(s.clip_id, (least(s.end_seconds, l.end_seconds) - greatest(s.start_seconds, l.start_seconds), s.clip_id)) AS speaker_clip_id
     FROM listening l
-    JOIN kept_clips s ON s.video_id = l.video_id AND s.speaker_local = l.partner_speaker_local AND s.is_talking
+    JOIN kept_clips s ON s.video_key = l.video_key AND s.speaker_local = l.partner_speaker_local AND s.is_talking
         AND s.start_seconds < l.end_seconds AND s.end_seconds > l.start_seconds
     GROUP BY ALL
 )
@@ -204,16 +218,17 @@ WHERE (l.speaker_id IS NULL OR l.speaker_id NOT IN (SELECT speaker_id FROM vidch
 -- speakers lying wholly within [x - multi_turn_history_s, x], their ASR joined in time order
 -- as "speaker_local: text" lines. Pairs without an earlier turn have no context and no row.
 CREATE OR REPLACE TEMP VIEW multi_turn_context_rows AS
-WITH pair_speakers AS (
-    -- one row per pair, speaker and T-long time bucket the window [x - T, x] touches (a
-    -- clip starting in the window starts in bucket floor(x / T) - 1 or floor(x / T)): the
-    -- clip join is then an equi-join on (video, speaker, bucket: kept_clips.history_bucket) that meets only the few
-    -- clips near x (an IN over two columns made DuckDB fall back to a nested-loop join, and
-    -- joining on the speaker alone meets every clip of the video)
-    SELECT d.pair_id, d.video_id, d.responder_clip_id, d.dialogue_start, s.speaker_local, b.bucket
+WITH pair_buckets AS (
+    -- one row per pair and T-long time bucket the window [x - T, x] touches (a clip starting
+    -- in the window starts in bucket floor(x / T) - 1 or floor(x / T)): the clip join is then
+    -- an equi-join on (video, bucket: kept_clips.history_bucket) that meets only the few clips
+    -- near x, the pair's two speakers a filter on them (an IN over two columns as the join
+    -- condition made DuckDB fall back to a nested-loop join, and joining on the speaker alone
+    -- meets every clip of the video)
+    SELECT d.pair_key, d.pair_id, d.video_id, d.video_key, d.responder_clip_id, d.dialogue_start,
+        d.initiator_speaker_local, d.responder_speaker_local, b.bucket
     FROM training_pairs d
     CROSS JOIN branch_limits l,
-        unnest([d.initiator_speaker_local, d.responder_speaker_local]) AS s(speaker_local),
         unnest([CAST(floor(d.dialogue_start / l.multi_turn_history_s) AS BIGINT) - 1, CAST(floor(d.dialogue_start / l.multi_turn_history_s) AS BIGINT)]) AS b(bucket)
 )
 SELECT
@@ -223,18 +238,18 @@ SELECT
     array_to_string(list_transform(context, c -> c.line), chr(10)) AS context_text,
     context_seconds
 FROM (
-    SELECT p.pair_id, any_value(p.video_id) AS video_id, any_value(p.responder_clip_id) AS responder_clip_id, any_value(p.dialogue_start) AS dialogue_start,
+    SELECT any_value(p.pair_id) AS pair_id, any_value(p.video_id) AS video_id, any_value(p.responder_clip_id) AS responder_clip_id, any_value(p.dialogue_start) AS dialogue_start,
         -- collected unordered, then sorted (start, clip_id): far cheaper than ordered aggregates
         list_sort(list({'start': k.start_seconds, 'clip_id': k.clip_id, 'speaker_id': k.speaker_id,
             'line': k.speaker_local || ': ' || coalesce(trim(k.text), '')})) AS context,
         sum(k.duration) AS context_seconds
-    FROM pair_speakers p
+    FROM pair_buckets p
     CROSS JOIN branch_limits l
-    JOIN kept_clips k ON k.video_id = p.video_id AND k.speaker_local = p.speaker_local AND k.history_bucket = p.bucket
-    WHERE k.is_talking
+    JOIN kept_clips k ON k.video_key = p.video_key AND k.history_bucket = p.bucket
+    WHERE k.is_talking AND (k.speaker_local = p.initiator_speaker_local OR k.speaker_local = p.responder_speaker_local)
       AND k.start_seconds >= p.dialogue_start - l.multi_turn_history_s AND k.end_seconds <= p.dialogue_start
       AND (k.speaker_id IS NULL OR k.speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers))
-    GROUP BY p.pair_id
+    GROUP BY p.pair_key
 );
 --
 -- multi_turn_chain_rows: a video's kept talking clips of training speakers in time order; a
@@ -243,26 +258,26 @@ FROM (
 -- conversation and are left out. chain_id = hash of the chain's first clip id.
 CREATE OR REPLACE TEMP VIEW multi_turn_chain_rows AS
 WITH ordered AS (
-    SELECT clip_id, video_id, speaker_id, speaker_local,
+    SELECT clip_id, video_id, video_key, speaker_id, speaker_local,
         start_seconds - lag(end_seconds) OVER w AS gap_before_s,
         row_number() OVER w AS rn
     FROM kept_clips
     WHERE is_talking AND (speaker_id IS NULL OR speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers))
-    WINDOW w AS (PARTITION BY video_id ORDER BY start_seconds, clip_id)
+    WINDOW w AS (PARTITION BY video_key ORDER BY start_seconds, clip_id)
 ),
 chained AS (
     -- a chain is named by the row number of its first clip: the running max of the chain starts
     SELECT *, max(CASE WHEN gap_before_s IS NULL OR gap_before_s >= l.multi_turn_max_gap_s THEN rn END)
-        OVER (PARTITION BY video_id ORDER BY rn ROWS UNBOUNDED PRECEDING) AS chain_rn
+        OVER (PARTITION BY video_key ORDER BY rn ROWS UNBOUNDED PRECEDING) AS chain_rn
     FROM ordered CROSS JOIN branch_limits l
 ),
 chains AS (
-    SELECT video_id, chain_rn, substr(md5(arg_min(clip_id, rn)), 1, 20) AS chain_id
+    SELECT video_key, chain_rn, substr(md5(arg_min(clip_id, rn)), 1, 20) AS chain_id
     FROM chained
-    GROUP BY video_id, chain_rn
+    GROUP BY video_key, chain_rn
     HAVING min(speaker_local) <> max(speaker_local)
 )
 SELECT c.chain_id, x.video_id, CAST(x.rn - x.chain_rn AS INTEGER) AS position, x.clip_id, x.speaker_id,
     CASE WHEN x.rn = x.chain_rn THEN NULL ELSE x.gap_before_s END AS gap_before_s
 FROM chained x
-JOIN chains c ON c.video_id = x.video_id AND c.chain_rn = x.chain_rn;
+JOIN chains c ON c.video_key = x.video_key AND c.chain_rn = x.chain_rn;

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import polars as pl
@@ -21,9 +23,10 @@ import pytest
 
 from assets.release import media as release_media
 from assets.vidchat.assets import run_vidchat_eval
-from assets.vidchat.evaluate import PAIR_METRICS, UNCONFIGURED_METRICS
+from assets.vidchat.evaluate import OPTIONAL_METRICS, PAIR_METRICS, EvalParams
 from orchestration import lake
 from orchestration.resources import LakeResource, models_from_env
+from orchestration.settings import MODEL_SETTINGS, MissingSettingError
 from orchestration.tables import TABLES
 from orchestration.thresholds import threshold
 from tests.gt_scoring import gt_person_box, write_gt_video
@@ -57,11 +60,86 @@ def vidchat_lake(demo_corpus_dir, tmp_path_factory) -> dict:
     return {"uri": uri, "media": media, "clips": {p[0]: c for p, c in zip(RESPONDERS, clips)}, "turns": lake.read("speaker_turns", uri), "gt": gt}
 
 
+def tiny_fid_inception(path: Path) -> None:
+    """pytorch-fid's FID Inception-v3 built by the library with random weights, saved as the
+    pt_inception state dict. Convolutions re-drawn He-normal: the library's construction skips
+    weight init (the real weights are loaded), and PyTorch's default init shrinks activations
+    through Inception's ~90 layers to ~1e-8, where every Fréchet distance reads 0."""
+    import torch
+    import torchvision
+    from pytorch_fid import inception as pf
+
+    built = {}
+    with (
+        mock.patch.object(pf, "load_state_dict_from_url", lambda *a, **k: {}),
+        mock.patch.object(torchvision.models.Inception3, "load_state_dict", lambda self, *a, **k: built.setdefault("net", self)),
+    ):
+        pf.fid_inception_v3()
+    torch.manual_seed(0)
+    for mod in built["net"].modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+    torch.save(built["net"].state_dict(), path)
+
+
+def tiny_i3d(path: Path) -> None:
+    """A TorchScript video network with the FVD detector's call signature (the I3D file's own
+    architecture is in the file; no I3D ships): 3D convolution, pooled to a 64-d feature."""
+    import torch
+
+    class TinyI3D(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv3d(3, 8, kernel_size=(4, 16, 16), stride=(4, 16, 16))
+
+        def forward(self, x, rescale: bool = False, resize: bool = False, return_features: bool = False):
+            return torch.nn.functional.adaptive_avg_pool3d(torch.relu(self.conv(x)), (2, 2, 2)).flatten(1)
+
+    torch.manual_seed(0)
+    torch.jit.script(TinyI3D()).save(str(path))
+
+
+def tiny_text_model(folder: Path) -> None:
+    """A 2-layer BERT with random weights and a character WordPiece vocabulary (every lowercase
+    word tokenises), saved as a transformers model dir."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True)
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789'")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *list(".,?!-"), *chars, *[f"##{c}" for c in chars]]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+
+
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def optional_settings(tmp_path_factory) -> dict[str, str]:
+    """The optional metrics' settings pointing at tiny randomly initialised models of their
+    architectures (no FID / FVD / expression / text weights ship)."""
+    import torch
+
+    from assets.vidchat.features import deep3d_recon_net
+
+    root = tmp_path_factory.mktemp("optional_models")
+    tiny_fid_inception(root / "pt_inception.pth")
+    tiny_i3d(root / "i3d_torchscript.pt")
+    torch.manual_seed(0)
+    torch.save({"net_recon": deep3d_recon_net("resnet18").state_dict()}, root / "epoch_20.pth")
+    tiny_text_model(root / "text")
+    return {
+        "SPEAKERLAKE_FID_MODEL": str(root / "pt_inception.pth"),
+        "SPEAKERLAKE_FVD_MODEL": str(root / "i3d_torchscript.pt"),
+        "SPEAKERLAKE_EXPRESSION_MODEL": str(root / "epoch_20.pth"),
+        "SPEAKERLAKE_TEXT_EMBEDDING_MODEL_DIR": str(root / "text"),
+    }
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, optional_settings):
     from demo.shipped_models import shipped_settings
 
-    return models_from_env(shipped_settings(tmp_path_factory.mktemp("models")), resolved=True)
+    return models_from_env({**shipped_settings(tmp_path_factory.mktemp("models")), **optional_settings}, resolved=True)
 
 
 def _reference_bytes(lk: dict, pid: str, *, audio_delay_frames: int = 0) -> bytes:
@@ -102,14 +180,19 @@ def results(vidchat_lake, models, tmp_path_factory) -> dict[str, dict[tuple[str,
         "swapped": _folder(root / "swapped", {"p0": refs["p1"], "p1": refs["p0"], "p2": refs["p1"]}),
         "shifted": _folder(root / "shifted", {pid: _reference_bytes(lk, pid, audio_delay_frames=SHIFT_FRAMES) for pid in refs}),
     }
-    # one pass over the pairs for these sets and the built-ins (each reference analysed once)
-    run_vidchat_eval(LakeResource(location=lk["uri"]), models, {k: str(v) for k, v in folders.items()}, builtins=True, log=lambda m: None)
+    # one pass over the pairs for these sets and the built-ins (each reference analysed once); the
+    # optional metrics on 2 frames and one 16-frame clip per pair (CPU time: Inception is ~1 s a frame)
+    params = replace(EvalParams.from_thresholds(), feature_fps=0.5, fvd_clips_per_pair=1)
+    run_vidchat_eval(LakeResource(location=lk["uri"]), models, {k: str(v) for k, v in folders.items()}, builtins=True, log=lambda m: None, params=params)
     broken = _folder(root / "broken", {"p1": b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8, "p2": refs["p2"]})  # p0 missing, p1 corrupt
     out = root / "broken.parquet"
+    # the CLI without the optional metrics' settings: they are reported skipped
     env = {"SPEAKERLAKE_FACE_MODEL_DIR": models.face_model_dir, "SPEAKERLAKE_SPEAKER_MODEL": models.speaker_model}
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
+        for field in OPTIONAL_METRICS.values():
+            mp.delenv(MODEL_SETTINGS[field].env, raising=False)
         assert main(["vidchat-eval", "--pred", str(broken), "--out", str(out), "--lake", lk["uri"], "--no-builtins"]) == 0
     scores = lake.read("vidchat_scores", lk["uri"])
     assert scores.filter(pl.col("prediction_set") == "broken").sort("pair_id", "metric").equals(pl.read_parquet(out).sort("pair_id", "metric"))
@@ -189,13 +272,94 @@ def test_missing_and_corrupt_predictions_are_named_and_the_rest_scored(results, 
 
 
 def test_unconfigured_metrics_are_reported_skipped(results, vidchat_lake):
-    for name in results:
-        for metric, field in UNCONFIGURED_METRICS.items():
-            r = results[name][("*", metric)]
-            assert r["status"] == "skipped" and r["value"] is None and field in r["reason"]
+    """The CLI run had none of the optional settings: one set-level skipped row each, naming the setting."""
+    for metric, field in OPTIONAL_METRICS.items():
+        r = results["broken"][("*", metric)]
+        assert r["status"] == "skipped" and r["value"] is None and field in r["reason"] and MODEL_SETTINGS[field].env in r["reason"]
+    assert not any(k[1] == "coherence_similarity" for k in results["broken"])
     summary = lake.read("vidchat_summary", vidchat_lake["uri"])
     assert set(summary["prediction_set"]) == {"ground_truth", "static_frame", "reference_files", "swapped", "shifted", "broken"}
-    assert summary["fid"].is_null().all() and summary["skipped_metrics"].list.len().min() == len(UNCONFIGURED_METRICS)
+    broken = summary.filter(pl.col("prediction_set") == "broken").row(0, named=True)
+    assert broken["fid"] is None and broken["dialogue_coherence"] is None and len(broken["skipped_metrics"]) == len(OPTIONAL_METRICS)
+
+
+@pytest.mark.parametrize("metric", ["fid", "fvd", "expression_fid"])
+def test_distribution_metrics_run_when_configured(results, vidchat_lake, metric):
+    """Tiny random networks of each architecture: the reference set against itself is ~0, another
+    person (swapped) and a still frame are farther."""
+    for name in results:
+        if name != "broken":
+            assert results[name][("*", metric)]["status"] == "ok", results[name][("*", metric)]
+    swapped = _value(results, "swapped", "*", metric)
+    assert swapped > 0
+    for same in ("ground_truth", "reference_files", "shifted"):  # the reference frames themselves
+        assert _value(results, same, "*", metric) <= 1e-6 * swapped, same
+    assert _value(results, "static_frame", "*", metric) > 1e-3 * swapped
+    summary = lake.read("vidchat_summary", vidchat_lake["uri"]).filter(pl.col("prediction_set") == "swapped").row(0, named=True)
+    assert summary[metric] == swapped and not any(m.startswith(metric) for m in summary["skipped_metrics"])
+
+
+def test_dialogue_coherence_mechanics(results):
+    """Whisper (shipped tiny.en) transcribes every response; the text model is random, so only
+    the mechanics are checked: the true response's own text has similarity 1 and rank 1; an
+    answer copied from another pair ranks that pair first (rank >= 2)."""
+    pids = [p for p, *_ in RESPONDERS]
+    for name in ("ground_truth", "reference_files", "static_frame"):  # the reference audio (shifted's is delayed: Whisper may hear it a little differently)
+        for pid in pids:
+            assert _value(results, name, pid, "coherence_similarity") == pytest.approx(1.0, abs=1e-6)
+            assert _value(results, name, pid, "dialogue_coherence") == 1.0
+    for pid in pids:  # swapped: p0 and p2 answered with p1's clip, p1 with p0's
+        assert _value(results, "swapped", pid, "dialogue_coherence") <= 0.5
+        assert _value(results, "swapped", pid, "coherence_similarity") < 1.0 - 1e-6
+
+
+def test_landmark_error(results):
+    """0 for the reference's own frames; a still frame, and another person, are off."""
+    for pid, *_ in RESPONDERS:
+        for name in ("ground_truth", "reference_files", "shifted"):
+            assert _value(results, name, pid, "landmark_error") == 0.0
+        assert _value(results, "static_frame", pid, "landmark_error") > 0.005
+        assert _value(results, "swapped", pid, "landmark_error") > _value(results, "static_frame", pid, "landmark_error")
+
+
+def test_optional_model_settings_fail_loudly(optional_settings, tmp_path):
+    """A configured path that is missing or holds the wrong model fails naming the setting."""
+    from assets.vidchat import features as feat
+
+    with pytest.raises(MissingSettingError, match="SPEAKERLAKE_FID_MODEL.*does not exist"):
+        feat.load_fid_inception(str(tmp_path / "missing.pth"))
+    with pytest.raises(MissingSettingError, match="SPEAKERLAKE_FID_MODEL.*could not be loaded"):
+        feat.load_fid_inception(optional_settings["SPEAKERLAKE_EXPRESSION_MODEL"])
+    with pytest.raises(MissingSettingError, match="SPEAKERLAKE_FVD_MODEL.*could not be loaded"):
+        feat.load_i3d(optional_settings["SPEAKERLAKE_FID_MODEL"])
+    with pytest.raises(MissingSettingError, match="SPEAKERLAKE_EXPRESSION_MODEL.*could not be loaded"):
+        feat.load_expression_net(optional_settings["SPEAKERLAKE_FID_MODEL"])
+    with pytest.raises(MissingSettingError, match="SPEAKERLAKE_TEXT_EMBEDDING_MODEL_DIR.*does not exist"):
+        feat.load_text_models(str(tmp_path / "nope"), None, None)
+    with pytest.raises(MissingSettingError, match="SPEAKERLAKE_ASR_MODEL_DIR"):
+        feat.load_text_models(optional_settings["SPEAKERLAKE_TEXT_EMBEDDING_MODEL_DIR"], None, None)
+
+
+def test_syncnet_backend_scores_the_prediction(vidchat_lake, models, tmp_path):
+    """With sync_backend syncnet the evaluator scores sync with SyncNet (random weights: the
+    checkpoint layout of syncnet_python; no SyncNet weights ship), here on the first 20 frames."""
+    import torch
+
+    from assets.binding.params import BindingParams
+    from assets.binding.sync import load_sync_models
+    from assets.binding.syncnet import _net
+    from assets.vidchat import metrics as m
+    from assets.vidchat.media import load_reference
+    from assets.vision import load_vision_models
+
+    torch.manual_seed(0)
+    torch.save(_net().state_dict(), tmp_path / "syncnet_v2.model")
+    (tmp_path / "ref.mp4").write_bytes(_reference_bytes(vidchat_lake, "p0"))
+    ref = load_reference(tmp_path / "ref.mp4")
+    frames, audio = ref.frames[:20], ref.audio[: int(20 / ref.fps * 16000)]
+    faces = m.face_samples(load_vision_models(models.face_model_dir), frames, 3, min_face_px=0)
+    res = m.clip_sync(faces, frames, audio, ref.fps, BindingParams.from_thresholds("syncnet"), load_sync_models("syncnet", str(tmp_path / "syncnet_v2.model")))
+    assert res is not None and np.isfinite([res.confidence, res.dist]).all() and abs(res.offset) <= BindingParams.from_thresholds("syncnet").sync_max_offset
 
 
 def test_wrong_length_prediction(vidchat_lake, tmp_path):

@@ -35,9 +35,10 @@ class NoAudio:
 
 
 def decode_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray | NoAudio:
-    """All of the first audio stream of ``path`` as mono float32 in [-1, 1] at ``sample_rate``.
-
-    FFmpeg's resampler does the channel down-mix and rate conversion in one pass.
+    """All of the first audio stream of ``path`` as mono float32 in [-1, 1] at ``sample_rate``,
+    on the video's clock: sample 0 is at the video stream's start (the time of vision frame 0), so
+    an audio stream that starts later is padded with silence in front, one that starts earlier
+    loses its lead. FFmpeg's resampler does the channel down-mix and rate conversion in one pass.
     """
     path = Path(path)
     if not path.exists():
@@ -47,9 +48,13 @@ def decode_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> np.ndar
             if not container.streams.audio:
                 return NoAudio("no_audio_stream", f"{path.name} has no audio stream")
             stream = container.streams.audio[0]
+            clock_start = _video_start(container)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
             chunks: list[np.ndarray] = []
+            lead = None  # samples of audio before the video's first frame (< 0: a gap before the audio)
             for frame in container.decode(stream):
+                if lead is None:
+                    lead = int(round((clock_start - frame.time) * sample_rate)) if frame.time is not None and clock_start is not None else 0
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):  # flush the resampler's delay line
@@ -59,9 +64,18 @@ def decode_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> np.ndar
     if not chunks:
         return NoAudio("no_audio_samples", f"{path.name}: the audio stream decoded to no samples")
     audio = np.concatenate(chunks).astype(np.float32, copy=False)
+    audio = np.concatenate([np.zeros(-lead, dtype=np.float32), audio]) if lead < 0 else audio[lead or 0 :]
     if audio.size == 0:
         return NoAudio("no_audio_samples", f"{path.name}: the audio stream decoded to no samples")
     return audio
+
+
+def _video_start(container: av.container.InputContainer) -> float | None:
+    """Start time (s) of the first video stream: the clock every stage's times are on."""
+    if not container.streams.video:
+        return None
+    v = container.streams.video[0]
+    return float(v.start_time * v.time_base) if v.start_time is not None and v.time_base else None
 
 
 def peak_dbfs(audio: np.ndarray) -> float:

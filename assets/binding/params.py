@@ -37,6 +37,7 @@ class BindingParams:
     listen_asr_min_logprob: float = -1.0
     listen_min_s: float = 0.5
     listen_merge_gap_s: float = 0.4
+    decode_max_side: int = 1920  # the vision stage's working size (syncnet face crops)
 
     @classmethod
     def from_thresholds(cls, backend: str = "mouth") -> "BindingParams":

@@ -204,7 +204,7 @@ def score_windows(
 
         if media_path is None:
             raise ValueError("the syncnet sync backend needs media_path (it reads face crops from the video)")
-        return syncnet_sync(windows, face_tracks, audio, media_path, fps, max_offset=params.sync_max_offset, net=sync_models.syncnet)
+        return syncnet_sync(windows, face_tracks, audio, media_path, fps, max_offset=params.sync_max_offset, net=sync_models.syncnet, max_side=params.decode_max_side)
     return mouth_sync(
         windows,
         face_tracks,

@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from assets.binding.sync import SyncResult, SyncWindow, summarise_curve
+from assets.vision.decode import FrameReader
 from orchestration.settings import require_path
 
 WEIGHTS_FIELD = "syncnet_weights"
@@ -139,9 +140,9 @@ def crop_face(img: np.ndarray, box: np.ndarray, crop_scale: float = 0.4) -> np.n
     return cv2.resize(face, (CROP, CROP))
 
 
-def syncnet_sync(windows: list[SyncWindow], face_tracks: pl.DataFrame, audio: np.ndarray, media_path: str | Path, fps: float, *, max_offset: int, net, batch: int = 16) -> dict[tuple[int, int], SyncResult]:
-    """The ``syncnet`` backend: (track_id, turn_id) -> SyncResult."""
-    import av
+def syncnet_sync(windows: list[SyncWindow], face_tracks: pl.DataFrame, audio: np.ndarray, media_path: str | Path, fps: float, *, max_offset: int, net, batch: int = 16, max_side: int | None = None) -> dict[tuple[int, int], SyncResult]:
+    """The ``syncnet`` backend: (track_id, turn_id) -> SyncResult. Face crops come from the
+    frames the vision stage saw (same working size, orientation and frame grid)."""
     import torch
     from scipy.signal import medfilt
 
@@ -183,13 +184,11 @@ def syncnet_sync(windows: list[SyncWindow], face_tracks: pl.DataFrame, audio: np
         if keep_from is not None:
             crops[t] = {f: c for f, c in crops[t].items() if f >= keep_from}
 
-    with av.open(str(media_path)) as container:
-        for j, frame in enumerate(container.decode(video=0)):
-            img = None
+    with FrameReader(media_path, max_side=max_side) as reader:
+        for j, img in reader:
             for t, bx in boxes.items():
                 if j in bx:
-                    img = frame.to_ndarray(format="bgr24") if img is None else img
-                    crops[t][j] = crop_face(img, bx[j])
+                    crops[t][j] = crop_face(img, bx[j] * reader.geometry.scale)  # source -> working pixels
             for t in boxes:
                 if len(crops[t]) >= batch + CLIP:
                     flush(t, final=False)

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import av
 
+from assets.vision.decode import display_rotation
+
 MIN_DURATION_S = 3.0
 
 # Container signatures: a file that starts like a video container but will not open is
@@ -161,7 +163,7 @@ def probe_video(path: Path, *, min_duration_s: float = MIN_DURATION_S) -> VideoP
         duration = extent if extent > 0 else (declared or 0.0)
 
         # Decode a few frames at the start and the middle: catches corrupt codec data.
-        _check_decodes(path, duration)
+        rotation = _check_decodes(path, duration)
 
         if duration < min_duration_s:
             raise Rejected("too_short", f"duration {duration:.2f}s < {min_duration_s:.1f}s")
@@ -172,6 +174,9 @@ def probe_video(path: Path, *, min_duration_s: float = MIN_DURATION_S) -> VideoP
             # Streams without a bitrate tag: video bits over time, from the demuxed packets.
             bitrate = int(n_bytes * 8 / duration)
         a = astreams[0] if astreams else None
+        width, height = vs.codec_context.width, vs.codec_context.height
+        if rotation in (90, 270):  # a phone video stored sideways: the size as displayed
+            width, height = height, width
         return VideoProbe(
             sha256=sha256_file(path),
             size_bytes=size,
@@ -179,8 +184,8 @@ def probe_video(path: Path, *, min_duration_s: float = MIN_DURATION_S) -> VideoP
             duration_s=round(duration, 4),
             fps=fps,
             n_frames=vs.frames or n_packets,
-            width=vs.codec_context.width,
-            height=vs.codec_context.height,
+            width=width,
+            height=height,
             video_codec=vs.codec_context.name,
             video_bitrate=int(bitrate),
             has_audio=a is not None,
@@ -190,7 +195,10 @@ def probe_video(path: Path, *, min_duration_s: float = MIN_DURATION_S) -> VideoP
         )
 
 
-def _check_decodes(path: Path, duration: float, frames_per_probe: int = 3) -> None:
+def _check_decodes(path: Path, duration: float, frames_per_probe: int = 3) -> int:
+    """Raise ``corrupt`` unless frames decode at the start and the middle; returns the display
+    rotation of the first frame (see assets.vision.decode.display_rotation)."""
+    rotation = 0
     points = [0.0] + ([duration / 2] if duration > 2 else [])
     for t in points:
         try:
@@ -201,6 +209,8 @@ def _check_decodes(path: Path, duration: float, frames_per_probe: int = 3) -> No
                 got = 0
                 for frame in c.decode(vs):
                     frame.to_ndarray(format="gray")
+                    if t == 0 and got == 0:
+                        rotation = display_rotation(frame)
                     got += 1
                     if got >= frames_per_probe:
                         break
@@ -208,3 +218,4 @@ def _check_decodes(path: Path, duration: float, frames_per_probe: int = 3) -> No
             raise Rejected("corrupt", f"frames at {t:.1f}s do not decode: {e}") from e
         if got == 0:
             raise Rejected("corrupt", f"no decodable frame at {t:.1f}s")
+    return rotation

@@ -21,6 +21,7 @@ class QualityParams:
     facing_profile_min_yaw: float = 60.0
     max_new_tokens: int = 48
     topic_max_chars: int = 4000
+    decode_max_side: int = 1920  # the vision stage's working size (frames and boxes agree)
 
     @classmethod
     def from_thresholds(cls) -> "QualityParams":
@@ -37,4 +38,5 @@ class QualityParams:
             facing_profile_min_yaw=threshold("facing_profile_min_yaw"),
             max_new_tokens=int(threshold("quality_max_new_tokens")),
             topic_max_chars=int(threshold("topic_max_asr_chars")),
+            decode_max_side=int(threshold("decode_max_side")),
         )

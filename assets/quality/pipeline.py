@@ -116,7 +116,7 @@ def analyze_clips(
             by_frame.setdefault(f, []).append(len(accs) - 1)
 
     rows: list[dict] = []
-    for pair in iter_pairs(media_path, sorted(by_frame), params.flow_step_frames):
+    for pair in iter_pairs(media_path, sorted(by_frame), params.flow_step_frames, max_side=params.decode_max_side):
         on_screen = sum(s <= pair.index < e for _, s, e in spans)
         for ci in by_frame[pair.index]:
             acc = accs[ci]
@@ -139,7 +139,7 @@ def analyze_clips(
             track = tracks.get(int(acc.row["track_id"])) if acc.row.get("track_id") is not None else None
             box = _box_at(track, pair.index, max_gap) if track else None
             if box is not None:
-                face = m.square_crop(pair.frame, box)
+                face = m.square_crop(pair.frame, np.asarray(box, dtype=np.float64) * pair.scale)  # source -> working pixels
                 if face is not None:
                     acc.face_var.append(m.laplacian_variance(face))
                 if height:

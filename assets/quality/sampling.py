@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from assets.vision.decode import stream_fps, to_bgr
+from assets.vision.decode import Geometry, frame_bgr, frame_geometry, stream_fps
 
 
 def sample_frames_for_clip(start_s: float, end_s: float, fps: float, k: int) -> list[int]:
@@ -28,8 +28,9 @@ def sample_frames_for_clip(start_s: float, end_s: float, fps: float, k: int) -> 
 @dataclass(frozen=True)
 class FramePair:
     index: int  # frame index of the sample
-    frame: np.ndarray  # BGR
+    frame: np.ndarray  # BGR, as displayed, at the working size
     later: np.ndarray | None  # BGR, ``step`` frames later (None at the end of the video)
+    scale: float = 1.0  # working pixels per source pixel (multiply source-pixel boxes by it)
 
 
 def keyframe_indices(path: str | Path) -> list[int]:
@@ -41,8 +42,9 @@ def keyframe_indices(path: str | Path) -> list[int]:
         return sorted(int(round((p.pts * tb - start) * fps)) for p in container.demux(stream) if p.is_keyframe and p.pts is not None)
 
 
-def iter_pairs(path: str | Path, indices: list[int], step: int) -> Iterator[FramePair]:
-    """Every frame in ``indices`` (sorted, unique) with the frame ``step`` later, in order.
+def iter_pairs(path: str | Path, indices: list[int], step: int, *, max_side: int | None = None) -> Iterator[FramePair]:
+    """Every frame in ``indices`` (sorted, unique) with the frame ``step`` later, in order;
+    frames upright and at most ``max_side`` long (see assets.vision.decode).
 
     Decoding seeks only when the keyframe before the next sample lies beyond the last decoded
     frame (a seek then skips whole GOPs without samples); otherwise it decodes forward. So no
@@ -58,6 +60,7 @@ def iter_pairs(path: str | Path, indices: list[int], step: int) -> Iterator[Fram
         fps, tb = stream_fps(stream), float(stream.time_base)
         start = float(stream.start_time or 0) * tb
         held: dict[int, np.ndarray] = {}
+        geometry: Geometry | None = None
         decoder: Iterator[av.VideoFrame] | None = None
         current = -1  # index of the last decoded frame
         ended = False
@@ -76,11 +79,12 @@ def iter_pairs(path: str | Path, indices: list[int], step: int) -> Iterator[Fram
                     break
                 current = int(round(((frame.pts or 0) * tb - start) * fps))
                 if current in wanted and current >= target:
-                    held[current] = to_bgr(frame)
-            frame_bgr = held.get(target)
-            if frame_bgr is None:  # past the end, or a gap in the timestamps: the nearest decoded frame after it
+                    geometry = geometry or frame_geometry(frame, max_side)
+                    held[current] = frame_bgr(frame, geometry)
+            image = held.get(target)
+            if image is None:  # past the end, or a gap in the timestamps: the nearest decoded frame after it
                 after = [i for i in held if i >= target]
                 if not after:
                     continue
-                frame_bgr = held[min(after)]
-            yield FramePair(target, frame_bgr, held.get(target + step))
+                image = held[min(after)]
+            yield FramePair(target, image, held.get(target + step), geometry.scale)

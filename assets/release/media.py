@@ -21,6 +21,8 @@ import av
 import numpy as np
 import polars as pl
 
+from assets.vision.decode import display_rotation, to_displayed
+
 # MPEG-4 Part 2 (FFmpeg's own encoder), not H.264: PyAV 18.1's wheel has libx264, but its
 # output is not reproducible: 25 encodes of one crop under CPU load gave 4 different files, also
 # with one thread and x264-params threads=1:lookahead-threads=1:sync-lookahead=0 (mpeg4: 1 file
@@ -146,7 +148,7 @@ def crop_mp4(media_path: Path, start: float, end: float, box: CropBox, audio: Cl
                 continue
             if t >= end - EPS:
                 break
-            rgb = frame.to_ndarray(format="rgb24")[box.y : box.y + box.h, box.x : box.x + box.w]
+            rgb = to_displayed(frame.to_ndarray(format="rgb24"), display_rotation(frame))[box.y : box.y + box.h, box.x : box.x + box.w]
             crop = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             crop.pts = n_frames
             crop.time_base = vout.codec_context.time_base

@@ -18,7 +18,6 @@ from pydantic import Field
 from assets.audio import diarization as diar
 from assets.vidchat.evaluate import (
     BUILTIN_SETS,
-    UNCONFIGURED_METRICS,
     EvalModels,
     EvalParams,
     builtin_source,
@@ -27,6 +26,8 @@ from assets.vidchat.evaluate import (
     folder_source,
     summary,
 )
+from assets.binding.sync import load_sync_models
+from assets.vidchat import features as feat
 from assets.vision import load_vision_models
 from orchestration import lake as lake_io
 from orchestration.lake import sql_list
@@ -34,6 +35,7 @@ from orchestration.checks import key_check_results, key_check_specs
 from orchestration.metadata import asset_spec, markdown_table, materialization_metadata
 from orchestration.resources import LakeResource, ModelsResource
 from orchestration.settings import require_path
+from orchestration.thresholds import threshold
 
 GROUP = "evaluation"
 VIDCHAT_JOB = "score_predictions"  # not the asset's name: a job and an op may not share one
@@ -46,12 +48,26 @@ class VidChatEvalConfig(dg.Config):
     builtins: bool = Field(default=True, description="also score the built-in reference sets (ground_truth, static_frame)")
 
 
+def _configured(value: str | None) -> bool:
+    return bool(value and str(value).strip())
+
+
 def load_eval_models(models: ModelsResource) -> EvalModels:
+    """The evaluator's models; an optional metric's model is loaded when its setting is given
+    (a wrong path fails naming the setting), else the metric is reported skipped."""
     speaker = require_path(models.speaker_model, "speaker_model", what="resemblyzer speaker encoder (voice similarity)")
     return EvalModels(
         faces=load_vision_models(models.face_model_dir),
         voice_encoder=diar.load_voice_encoder(str(speaker)),
-        optional={field: getattr(models, field) for field in UNCONFIGURED_METRICS.values()},
+        sync=load_sync_models(models.sync_backend, models.syncnet_weights),
+        fid=feat.load_fid_inception(models.fid_model) if _configured(models.fid_model) else None,
+        fvd=feat.load_i3d(models.fvd_model) if _configured(models.fvd_model) else None,
+        expression_fid=feat.load_expression_net(models.expression_model) if _configured(models.expression_model) else None,
+        text=(
+            feat.load_text_models(models.text_embedding_model_dir, models.asr_model_dir, models.asr_language, beam_size=int(threshold("asr_beam_size")))
+            if _configured(models.text_embedding_model_dir)
+            else None
+        ),
     )
 
 
@@ -64,15 +80,22 @@ def folder_set(pred_dir: str, name: str | None = None) -> dict[str, str]:
 
 
 def run_vidchat_eval(
-    lake: LakeResource, models: ModelsResource, folders: dict[str, str], *, builtins: bool, log: Callable[[str], None] = print
+    lake: LakeResource,
+    models: ModelsResource,
+    folders: dict[str, str],
+    *,
+    builtins: bool,
+    log: Callable[[str], None] = print,
+    params: EvalParams | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Score prediction ``folders`` ({set name: folder}) and, with ``builtins``, the built-in sets
     in one pass over the pairs (each reference is cut and analysed once); write them to the lake
-    (a re-scored set replaces its rows). Returns (scores, summary)."""
+    (a re-scored set replaces its rows). ``params``: default from sql/thresholds.csv and the
+    ``sync_backend`` setting. Returns (scores, summary)."""
     reserved = set(folders) & set(BUILTIN_SETS)
     if reserved:
         raise ValueError(f"prediction set names {sorted(reserved)} are reserved for the built-in sets; pass another name")
-    params = EvalParams.from_thresholds()
+    params = params or EvalParams.from_thresholds(models.sync_backend or "mouth")
     sets = {name: folder_source(Path(folder), params) for name, folder in folders.items()}
     if builtins:
         sets.update({b: builtin_source(b) for b in BUILTIN_SETS})
@@ -111,8 +134,9 @@ def run_vidchat_eval(
 )
 def vidchat_eval(context: dg.AssetExecutionContext, config: VidChatEvalConfig, lake: LakeResource, models: ModelsResource):
     """VidChatBench: scores a prediction folder (<pair_id>.mp4 per test pair) and the built-in ground_truth and
-    static_frame sets against the reference responder clips: PSNR, SSIM, ArcFace identity, lip-sync confidence
-    and offset, voice similarity; FID / FVD / expression FID / dialogue coherence are reported as skipped."""
+    static_frame sets against the reference responder clips: PSNR, SSIM, ArcFace identity, landmark error, lip-sync
+    confidence and offset (the configured sync backend), voice similarity; FID / FVD / expression FID / dialogue
+    coherence when their models are configured (else reported skipped with the setting to set)."""
     folders = folder_set(config.pred_dir, config.name or None) if config.pred_dir else {}
     scores, summ = run_vidchat_eval(lake, models, folders, builtins=config.builtins, log=context.log.info)
     table = summ.drop("not_scored_pairs", "skipped_metrics", "evaluated_at")

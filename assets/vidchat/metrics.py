@@ -8,18 +8,27 @@
   reference has a face; a sampled prediction frame without a face counts 0 (a generator that
   loses the face is not excused). Frame-wise rather than against one mean reference face, so
   the reference scored against itself gives exactly 1.
+- ``landmark_error``: mean distance between the 2d106 landmarks (the vision stage's model) of
+  prediction frame ``i`` and reference frame ``i``, divided by the reference face box size
+  (square root of its area), mean over the sampled frames whose reference has a face; a sampled
+  prediction frame without a face counts 1 (a whole face size). The reference scores 0; a still
+  frame scores above 0 as soon as the reference's head or mouth moves.
 - ``sync_confidence``, ``sync_offset``, ``sync_dist``: the project's lip-sync scorer
-  (`assets.binding.sync.score_windows`, mouth backend) on the prediction's own frames and audio:
-  the 2d106 mouth opening as the vision stage computes it (`assets.vision.mouth`, sampled at
-  ``face_mouth_fps`` and interpolated), against the prediction's speech envelope. Offset sign as
-  ``sync_scores``: > 0 means the audio leads the video.
+  (`assets.binding.sync.score_windows`) with the configured ``sync_backend`` on the prediction's
+  own frames and audio. ``mouth``: the 2d106 mouth opening as the vision stage computes it
+  (`assets.vision.mouth`, sampled at ``face_mouth_fps`` and interpolated) against the speech
+  envelope; ``syncnet``: SyncNet on face crops of the prediction's frames (written to a
+  temporary mp4, the boxes interpolated between the samples). Offset sign as ``sync_scores``:
+  > 0 means the audio leads the video.
 - ``voice_similarity``: cosine of resemblyzer d-vectors (the diarization encoder,
   `assets.audio.diarization`) of the prediction's and the reference's audio.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -27,7 +36,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from assets.audio import diarization as diar
 from assets.binding.params import BindingParams
-from assets.binding.sync import SyncResult, SyncWindow, score_windows
+from assets.binding.sync import SyncModels, SyncResult, SyncWindow, score_windows
 from assets.vision.faces import detect_faces, embed_face, landmarks_106
 from assets.vision.models import FaceModels
 from assets.vision.mouth import mouth_opening, resample
@@ -48,11 +57,19 @@ def psnr_ssim(reference: np.ndarray, prediction: np.ndarray, *, psnr_cap_db: flo
 
 @dataclass(frozen=True)
 class FaceSamples:
-    """The largest face of every sampled frame: ArcFace embedding (None: no face) and mouth opening."""
+    """The largest face of every sampled frame: ArcFace embedding (None: no face), mouth opening,
+    box, 5 keypoints and 2d106 landmarks (nan: no face)."""
 
     frames: np.ndarray  # sampled frame indices
     embeddings: list[np.ndarray | None]
     mouth: np.ndarray  # mouth opening per sampled frame (nan: no face)
+    boxes: np.ndarray  # [n, 4] x1, y1, x2, y2
+    kps: np.ndarray  # [n, 5, 2]
+    landmarks: np.ndarray  # [n, 106, 2]
+
+    @property
+    def has_face(self) -> np.ndarray:
+        return np.isfinite(self.mouth)
 
 
 def face_samples(models: FaceModels, frames: np.ndarray, step: int, *, min_face_px: float) -> FaceSamples:
@@ -62,6 +79,7 @@ def face_samples(models: FaceModels, frames: np.ndarray, step: int, *, min_face_
         idx = np.append(idx, len(frames) - 1)  # the last frame too: no extrapolated tail
     embeddings: list[np.ndarray | None] = []
     mouth = np.full(len(idx), np.nan)
+    boxes, kps, landmarks = np.full((len(idx), 4), np.nan), np.full((len(idx), 5, 2), np.nan), np.full((len(idx), 106, 2), np.nan)
     for k, j in enumerate(idx):
         img = np.ascontiguousarray(frames[j])
         det = detect_faces(models, img, min_face_px=min_face_px)
@@ -69,10 +87,11 @@ def face_samples(models: FaceModels, frames: np.ndarray, step: int, *, min_face_
             embeddings.append(None)
             continue
         b = int(np.argmax((det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])))
-        box = det.boxes[b]
+        boxes[k], kps[k] = det.boxes[b][:4], det.kps[b]
         embeddings.append(embed_face(models, img, det.kps[b]))
-        mouth[k] = mouth_opening(landmarks_106(models, img, box), box[3] - box[1])
-    return FaceSamples(idx, embeddings, mouth)
+        landmarks[k] = landmarks_106(models, img, boxes[k])
+        mouth[k] = mouth_opening(landmarks[k], boxes[k, 3] - boxes[k, 1])
+    return FaceSamples(idx, embeddings, mouth, boxes, kps, landmarks)
 
 
 def identity_similarity(reference: FaceSamples, prediction: FaceSamples) -> float | None:
@@ -83,17 +102,63 @@ def identity_similarity(reference: FaceSamples, prediction: FaceSamples) -> floa
     return float(np.mean(cos)) if cos else None
 
 
-def clip_sync(samples: FaceSamples, n_frames: int, audio: np.ndarray, fps: float, params: BindingParams) -> SyncResult | None:
-    """Lip sync of the clip's face over all its frames against its audio (None: no face seen)."""
-    ok = np.isfinite(samples.mouth)
+def landmark_error(reference: FaceSamples, prediction: FaceSamples) -> float | None:
+    """Mean normalised 2d106 landmark distance (module doc); None when the reference shows no face."""
+    if not np.array_equal(reference.frames, prediction.frames):
+        raise ValueError("face samples of different frames")
+    ref = reference.has_face
+    if not ref.any():
+        return None
+    size = np.sqrt((reference.boxes[ref, 2] - reference.boxes[ref, 0]) * (reference.boxes[ref, 3] - reference.boxes[ref, 1]))
+    dist = np.linalg.norm(prediction.landmarks[ref] - reference.landmarks[ref], axis=2).mean(axis=1) / size
+    return float(np.mean(np.where(prediction.has_face[ref], dist, 1.0)))
+
+
+def clip_sync(
+    samples: FaceSamples, frames: np.ndarray, audio: np.ndarray, fps: float, params: BindingParams, sync_models: SyncModels | None = None
+) -> SyncResult | None:
+    """Lip sync of the clip's face over all its ``frames`` against its audio (None: no face seen)."""
+    ok = samples.has_face
     if ok.sum() < 2:
         return None
-    frames = np.arange(n_frames)
+    n_frames = len(frames)
+    idx = np.arange(n_frames)
     track = pl.DataFrame(
-        {"track_id": [0], "start_frame": [0], "end_frame": [n_frames], "frames": [frames.tolist()], "mouth_open": [resample(samples.frames[ok], samples.mouth[ok], frames).tolist()]}
+        {
+            "track_id": [0], "start_frame": [0], "end_frame": [n_frames], "frames": [idx.tolist()],
+            "mouth_open": [resample(samples.frames[ok], samples.mouth[ok], idx).tolist()],
+            "boxes": [np.stack([resample(samples.frames[ok], samples.boxes[ok, c], idx) for c in range(4)], 1).tolist()],
+        }
     )
-    res = score_windows([SyncWindow(0, 0, "", 0, n_frames)], track, audio, fps, n_frames, params=params)
-    return res.get((0, 0))
+    window = [SyncWindow(0, 0, "", 0, n_frames)]
+    if sync_models is None or sync_models.backend == "mouth":
+        return score_windows(window, track, audio, fps, n_frames, params=params).get((0, 0))
+    with tempfile.TemporaryDirectory(prefix="speakerlake-vidchat-sync-") as tmp:  # the syncnet backend reads its crops from a video file
+        path = Path(tmp) / "frames.mp4"
+        write_frames(path, frames, fps)
+        return score_windows(window, track, audio, fps, n_frames, params=params, sync_models=sync_models, media_path=path).get((0, 0))
+
+
+def write_frames(path: Path, frames: np.ndarray, fps: float) -> None:
+    """BGR frames to an mp4 with the release's codec settings (deterministic, near-lossless)."""
+    from fractions import Fraction
+
+    import av
+
+    from assets.release import media as release_media
+
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(release_media.VIDEO_CODEC, rate=rate)
+        stream.height, stream.width, stream.pix_fmt = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2, "yuv420p"
+        stream.codec_context.time_base = 1 / rate
+        stream.codec_context.options = {"flags": "+qscale", "global_quality": str(release_media.VIDEO_QSCALE * release_media.FF_QP2LAMBDA)}
+        stream.codec_context.thread_count = 1
+        for i, f in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[: stream.height, : stream.width]), format="bgr24")
+            frame.pts, frame.time_base = i, stream.codec_context.time_base
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
 
 
 def voice_embedding(encoder, audio: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """One pass over a video: PyAV decode -> shot boundaries -> per-shot face tracks.
 
-Each frame is decoded once (PyAV, BGR). It goes to the shot detectors right away and into
+Each frame is decoded once (PyAV, BGR; at a bounded working size, upright, on a frame-rate grid
+from its timestamps: see assets.vision.decode). It goes to the shot detectors right away and into
 a short lag queue; the face stage reads from the queue ``lag`` frames behind, by which time
 every boundary and gradual transition at or before its frame is known. So tracks never
 cross a shot boundary and hold no frame of a dissolve or fade, and memory holds only the
@@ -15,11 +16,10 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import av
 import numpy as np
 import polars as pl
 
-from assets.vision.decode import stream_fps, to_bgr
+from assets.vision.decode import FrameReader
 from assets.vision.faces import person_box
 from assets.vision.models import FaceModels, load_face_models
 from assets.vision.params import VisionParams
@@ -74,11 +74,14 @@ def tracker_config(params: VisionParams, fps: float) -> TrackerConfig:
     )
 
 
-def face_tracks_frame(video_id: str, tracks: list[FaceTrack], fps: float, frame_w: int, frame_h: int, params: VisionParams) -> pl.DataFrame:
-    """The ``face_tracks`` table rows (track ids numbered 0.. in shot/start order)."""
+def face_tracks_frame(video_id: str, tracks: list[FaceTrack], fps: float, frame_w: int, frame_h: int, params: VisionParams, scale: float = 1.0) -> pl.DataFrame:
+    """The ``face_tracks`` table rows (track ids numbered 0.. in shot/start order). Tracks found
+    on frames decoded at ``scale`` (working / source pixels) get their boxes in source pixels
+    of the displayed ``frame_w`` x ``frame_h`` frame."""
     fps = fps if fps > 0 else 25.0
     rows = []
     for tid, t in enumerate(tracks):
+        boxes = t.boxes / scale
         rows.append(
             {
                 "video_id": video_id,
@@ -90,7 +93,7 @@ def face_tracks_frame(video_id: str, tracks: list[FaceTrack], fps: float, frame_
                 "end_frame": t.end_frame,
                 "n_frames": t.end_frame - t.start_frame,
                 "frames": t.frames.tolist(),
-                "boxes": np.round(t.boxes, 2).tolist(),
+                "boxes": np.round(boxes, 2).tolist(),
                 "det_scores": t.det_scores.tolist(),
                 "yaw": t.yaw.tolist(),
                 "pitch": t.pitch.tolist(),
@@ -98,7 +101,7 @@ def face_tracks_frame(video_id: str, tracks: list[FaceTrack], fps: float, frame_
                 "embedding": t.embedding.astype(np.float32).tolist(),
                 "mean_det_score": float(np.mean(t.det_scores)) if len(t.det_scores) else 0.0,
                 "person_box": person_box(
-                    t.boxes,
+                    boxes,
                     frame_w,
                     frame_h,
                     width_faces=params.person_width_faces,
@@ -129,9 +132,8 @@ def analyze_video(
     t_start = time.perf_counter()
     cpu_start = time.process_time()
 
-    with av.open(str(media_path)) as container:
-        stream = container.streams.video[0]
-        fps = stream_fps(stream)
+    with FrameReader(media_path, max_side=params.decode_max_side) as reader:
+        fps = reader.fps
         cutter = ShotCutter(make_shot_detector(params.shot_detector, params.shot_threshold, params.shot_min_frames), fps, params.shot_min_frames, params.gradual())
         cfg = tracker_config(params, fps)
         queue: deque[tuple[int, np.ndarray]] = deque()
@@ -156,20 +158,18 @@ def analyze_video(
             state["tracker"].push(j, img, last_in_shot=last_in_shot)
 
         n = 0
-        frames = container.decode(stream)
+        frames = iter(reader)
         while True:
             t0 = time.perf_counter()
-            frame = next(frames, None)
-            if frame is None:
+            item = next(frames, None)
+            if item is None:
                 stats.decode += time.perf_counter() - t0
                 break
-            img = to_bgr(frame)
+            n, img = item
             t1 = time.perf_counter()
             stats.decode += t1 - t0
             cutter.push(n, img)
             stats.shots += time.perf_counter() - t1
-            if n == 0:
-                stats.height, stats.width = img.shape[:2]
             queue.append((n, img))
             n += 1
             while len(queue) > cutter.lag:
@@ -182,12 +182,15 @@ def analyze_video(
             j, im = queue.popleft()
             consume(j, im, j + 1 >= n)
         end_tracker()
+        geometry = reader.geometry
 
     stats.n_frames, stats.fps = n, fps
+    if geometry is not None:  # source size as displayed (boxes are mapped back to it)
+        stats.width, stats.height = geometry.width, geometry.height
     bounds = shot_bounds(cutter.cuts, n)
     out = {
         "shots": shots_frame(video_id, bounds, fps, cutter.transitions),
-        "face_tracks": face_tracks_frame(video_id, tracks, fps, stats.width, stats.height, params),
+        "face_tracks": face_tracks_frame(video_id, tracks, fps, stats.width, stats.height, params, geometry.scale if geometry else 1.0),
     }
     stats.total = time.perf_counter() - t_start - stats.load
     stats.cpu = time.process_time() - cpu_start
