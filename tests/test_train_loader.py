@@ -158,9 +158,11 @@ def test_rows_of_the_query_exactly_once_across_workers_and_ranks(train_lake, sft
     tiers = lake.read("clip_tiers", train_lake)
     expected = Counter(tiers.filter(pl.col("tier") == "sft")["clip_id"].to_list())
     assert len(expected) >= 6 and _ids(items) == expected
-    assert _ids(DataLoader(ds, batch_size=None, num_workers=2)) == expected
+    assert _ids(DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="spawn")) == expected
 
-    # two ranks, as torch.distributed reports them once initialised (not torchrun's variables); each with 2 workers
+    # two ranks, as torch.distributed reports them once initialised (not torchrun's variables); each
+    # builds its dataset after joining the group, as a training script does, and reads it with 2
+    # spawned workers (which see no process group: the rank is the one the dataset was built in)
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
@@ -168,7 +170,8 @@ def test_rows_of_the_query_exactly_once_across_workers_and_ranks(train_lake, sft
     per_rank = []
     for rank in (0, 1):
         monkeypatch.setattr(torch.distributed, "get_rank", lambda *a, r=rank, **k: r)
-        per_rank.append(_ids(DataLoader(ds, batch_size=None, num_workers=2)))
+        on_rank = LakeClipDataset(SFT_CLIPS, train_lake, fps=FPS, size=(128, 96), sample_rate=SR)
+        per_rank.append(_ids(DataLoader(on_rank, batch_size=None, num_workers=2, multiprocessing_context="spawn")))
     assert all(per_rank) and not set(per_rank[0]) & set(per_rank[1])
     assert per_rank[0] + per_rank[1] == expected
 
@@ -221,7 +224,7 @@ def test_other_fps_size_the_uncleaned_track_and_unknown_clips(train_lake, caplog
 def test_dialogue_pairs_give_both_sides(train_lake):
     ds = LakePairDataset("SELECT * FROM dialogue_pairs WHERE tier = 'sft'", train_lake, fps=FPS, size=(64, 64))
     pairs = {p["pair_id"]: p for p in lake.read("dialogue_pairs", train_lake).iter_rows(named=True)}
-    items = list(DataLoader(ds, batch_size=None, num_workers=2))  # the DataLoader makes the arrays torch tensors
+    items = list(DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="spawn"))  # the DataLoader makes the arrays torch tensors
     assert sorted(x["pair_id"] for x in items) == sorted(k for k, p in pairs.items() if p["tier"] == "sft")
     for x in items:
         p = pairs[x["pair_id"]]

@@ -103,8 +103,10 @@ class _LakeDataset(IterableDataset):
         rank, world, _, _ = pytorch_worker_info()
         self._built_rank = (rank, world)
         rows, clips, turns = self._query()
-        # Everything Polars does happens here: DataLoader workers are forked, and a forked
-        # Polars thread pool deadlocks; __iter__ reads plain Python rows only.
+        # Everything Polars does happens here: a forked DataLoader worker deadlocks in a Polars
+        # thread pool; __iter__ reads plain Python rows only. (Forked workers can still hang on
+        # other libraries' locks taken in the parent, e.g. inside the test suite's process:
+        # the README and the tests use spawned workers.)
         turns_by_video = {k[0]: v for k, v in turns.partition_by("video_id", as_dict=True).items()}
         self._clips: dict[str, dict] = {}
         for c in clips.iter_rows(named=True):

@@ -47,6 +47,15 @@ def crop_graph(stream: av.video.stream.VideoStream, bbox: list[float], size: tup
     return graph
 
 
+def _no_python_log_callback() -> None:
+    """PyAV's default: FFmpeg logs do not call into Python. ``import torchvision.io`` turns the
+    callback on (level ERROR); then a frame-threaded decoder closed before the end of the file
+    deadlocks: a decoder thread logging waits for the GIL while the main thread, holding it,
+    waits for that thread in ``avcodec_free_context`` (seen in the test suite)."""
+    if av.logging.get_level() is not None:
+        av.logging.set_level(None)
+
+
 def read_frames(
     media_path: Path, start: float, end: float, bbox: list[float], fps: float, size: tuple[int, int], max_gap_s: float
 ) -> np.ndarray:
@@ -58,6 +67,7 @@ def read_frames(
     frame (the file ends early or has a hole): a silent repeat would be a frozen video."""
     times = sample_times(start, end, fps)
     out = np.empty((len(times), size[0], size[1], 3), dtype=np.uint8)
+    _no_python_log_callback()
     k = 0
     prev_t: float | None = None
     prev_frame: av.VideoFrame | None = None
