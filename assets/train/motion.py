@@ -44,19 +44,19 @@ class FaceTrack:
     detected: np.ndarray  # bool [T]
 
 
-def face_track(models: FaceModels, frames_rgb: np.ndarray, *, min_face_px: float = 0.0) -> FaceTrack:
-    """2d106 landmarks of the largest face of every frame (module doc)."""
+def face_track(models: FaceModels, frames_rgb: np.ndarray, *, min_face_px: float = 0.0, bgr: bool = False) -> FaceTrack:
+    """2d106 landmarks of the largest face of every frame (module doc); ``bgr``: the frames are BGR already."""
     n = len(frames_rgb)
     lms = np.full((n, N_LANDMARKS, 2), np.nan, np.float32)
     boxes = np.full((n, 4), np.nan, np.float32)
     for i, rgb in enumerate(frames_rgb):
-        bgr = np.ascontiguousarray(rgb[..., ::-1])
-        det = detect_faces(models, bgr, min_face_px=min_face_px)
+        img = np.ascontiguousarray(rgb if bgr else rgb[..., ::-1])
+        det = detect_faces(models, img, min_face_px=min_face_px)
         if not len(det):
             continue
         b = int(np.argmax((det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])))
         boxes[i] = det.boxes[b]
-        lms[i] = landmarks_106(models, bgr, det.boxes[b])
+        lms[i] = landmarks_106(models, img, det.boxes[b])
     found = np.isfinite(boxes[:, 0])
     if not found.any():
         raise NoFace(f"no face in any of the {n} frames")
@@ -121,3 +121,18 @@ def landmark_error(reference: FaceTrack, prediction: FaceTrack) -> float | None:
     err = np.linalg.norm(prediction.landmarks - reference.landmarks, axis=2).mean(axis=1) / height
     err = np.where(prediction.detected, err, 1.0)
     return float(err[ref_ok].mean())
+
+
+def clip_landmark_error(models: FaceModels, reference_bgr: np.ndarray, prediction_bgr: np.ndarray, *, step: int = 1) -> float | None:
+    """:func:`landmark_error` of two aligned BGR frame stacks (VidChatBench's decoded clips), on
+    every ``step``-th frame; None when the reference shows no face, 1.0 when the prediction never does."""
+    idx = np.arange(0, len(reference_bgr), max(1, step))
+    try:
+        ref = face_track(models, reference_bgr[idx], bgr=True)
+    except NoFace:
+        return None
+    try:
+        pred = face_track(models, prediction_bgr[idx], bgr=True)
+    except NoFace:
+        return 1.0
+    return landmark_error(ref, pred)
