@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import av
+import cv2
 import numpy as np
 import polars as pl
 import pytest
@@ -27,13 +27,13 @@ import torch
 from assets.audio.decode import decode_audio
 from assets.release import media as release_media
 from assets.train import baseline, motion
-from assets.train.responder import TrainConfig, Trained, load, n_parameters, pick_device, Responder, train
+from assets.train.responder import Responder, TrainConfig, load, n_parameters, pick_device, train
 from orchestration import lake as lake_io
 from orchestration.tables import TABLES
 from tests.gt_scoring import gt_person_box, write_gt_video
 
 TEST_RESPONDERS = [("p0", "B", 2, 9.0, 11.9), ("p1", "A", 3, 12.4, 15.3), ("p2", "B", 5, 19.0, 21.8)]
-CHUNK_S, MIN_S = 4.0, 1.6
+CHUNK_S, MIN_S = 4.0, 1.6  # training clips: at most 4 s (a longer turn gives several), at least 1.6 s
 
 
 class StandInPairs:
