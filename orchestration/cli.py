@@ -5,6 +5,9 @@
     speakerlake status                       row counts per table and the last batch
     speakerlake vidchat-eval --pred DIR [--name NAME] [--out results.parquet] [--lake URI]
                                              score <pair_id>.mp4 predictions against the VidChatBench test split
+    speakerlake baseline train [--tier sft | --where SQL] [--ckpt DIR] [--steps N] [--lake URI]
+    speakerlake baseline generate --out DIR [--ckpt DIR] [--lake URI]
+                                             the reference responder: train on dialogue pairs, write test-split mp4s
 """
 
 from __future__ import annotations
@@ -150,6 +153,44 @@ def _cmd_vidchat_eval(args) -> int:
     if args.out:
         scores.write_parquet(args.out)
         print(f"wrote {scores.height} rows to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------- baseline
+def _cmd_baseline(args) -> int:
+    from assets.train import baseline as bl
+    from assets.train.responder import TrainConfig, load, pick_device, train
+    from assets.vision import load_vision_models
+    from orchestration.lake import lake_uri
+    from orchestration.resources import models_from_env
+    from orchestration.settings import MissingSettingError
+
+    uri = lake_uri(args.lake)
+    try:
+        device = pick_device(args.device)
+        faces = load_vision_models(models_from_env(resolved=True).face_model_dir)
+    except (MissingSettingError, RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _progress(f"device {device}")
+    if args.action == "train":
+        cfg = TrainConfig(steps=args.steps, save_every=args.save_every, fps=args.fps, hidden=args.hidden, seed=args.seed)
+        pairs = bl.lake_pairs(bl.train_pairs_sql(args.tier, args.where), uri, fps=args.fps, size=(args.size, args.size))
+        feats = bl.collect_features(faces, pairs, args.fps, log=_progress)
+        if not feats:
+            print(f"error: no training pairs in {uri} for tier {args.tier!r} / where {args.where!r} (the demo lake may have no sft pairs: try --tier pretrain)", file=sys.stderr)
+            return 2
+        _progress(f"{len(feats)} training pairs, {sum(len(f.resp_audio) for f in feats)} responder frames")
+        res = train(feats, Path(args.ckpt), cfg, device=device, resume=not args.no_resume, log=_progress)
+        print(json.dumps(res))
+        return 0
+    if not args.out:
+        print("error: baseline generate needs --out DIR", file=sys.stderr)
+        return 2
+    trained = load(Path(args.ckpt), device)
+    pairs = bl.lake_pairs(bl.TEST_PAIRS_SQL, uri, fps=trained.config.fps, size=(args.size, args.size))
+    done = bl.generate(trained, faces, pairs, Path(args.out), device, log=_progress)
+    _progress(f"{sum(g.path is not None for g in done)} of {len(done)} test pairs written to {args.out}; score them with: speakerlake vidchat-eval --pred {args.out}")
     return 0
 
 
@@ -315,6 +356,22 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--no-builtins", action="store_true", help="do not (re)score the ground_truth and static_frame reference sets")
     v.add_argument("--lake", default=None)
     v.set_defaults(fn=_cmd_vidchat_eval)
+    bl = sub.add_parser("baseline", help="the reference responder: train on the lake's dialogue pairs, generate the test split")
+    bl.add_argument("action", choices=["train", "generate"])
+    bl.add_argument("--lake", default=None)
+    bl.add_argument("--ckpt", default="checkpoints/baseline", help="checkpoint folder (last.pt; train resumes it)")
+    bl.add_argument("--tier", default="sft", help="train on dialogue_pairs of this tier")
+    bl.add_argument("--where", default=None, help="train on dialogue_pairs matching this SQL condition instead of --tier")
+    bl.add_argument("--steps", type=int, default=300, help="train until this many optimizer steps in all")
+    bl.add_argument("--save-every", type=int, default=50)
+    bl.add_argument("--hidden", type=int, default=256)
+    bl.add_argument("--seed", type=int, default=0)
+    bl.add_argument("--fps", type=float, default=25.0)
+    bl.add_argument("--size", type=int, default=128, help="square crop size the loader resizes clips to (generate: the output video size)")
+    bl.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    bl.add_argument("--no-resume", action="store_true", help="start over even when the checkpoint folder has a checkpoint")
+    bl.add_argument("--out", default=None, help="generate: folder for the <pair_id>.mp4 files")
+    bl.set_defaults(fn=_cmd_baseline)
     args = p.parse_args(argv)
     # Model settings written by `make demo` (.env); the real environment wins.
     if Path(".env").is_file():
