@@ -6,26 +6,18 @@ conv_a the ``vidchat_testset`` (the three responder clips of test_vidchat, other
 ground-truth spans of one person talking inside one shot, boxed around that person's face.
 The demo people are still photographs whose mouths move with their own speech, so a responder
 that moves the mouth with the audio must beat the still first frame on lip sync and landmarks.
-
-Until the loader (`assets.train.loader.LakePairDataset`, another branch) lands, ``StandInPairs``
-below yields the same dicts from the same tables: it runs the SQL on the lake, crops each clip's
-person box, resizes, and silences the other speakers' turns.
+The pairs come through the training loader (`assets.train.loader.LakePairDataset`).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import av
-import cv2
 import numpy as np
 import polars as pl
 import pytest
 import torch
 
-from assets.audio.decode import decode_audio
-from assets.release import media as release_media
 from assets.train import baseline, motion
 from assets.train.responder import Responder, TrainConfig, load, n_parameters, pick_device, train
 from orchestration import lake as lake_io
@@ -34,45 +26,6 @@ from tests.gt_scoring import gt_person_box, write_gt_video
 
 TEST_RESPONDERS = [("p0", "B", 2, 9.0, 11.9), ("p1", "A", 3, 12.4, 15.3), ("p2", "B", 5, 19.0, 21.8)]
 CHUNK_S, MIN_S = 4.0, 1.6  # training clips: at most 4 s (a longer turn gives several), at least 1.6 s
-
-
-class StandInPairs:
-    """The loader's interface (module doc), for these tests only."""
-
-    def __init__(self, sql: str, lake: str, fps: float = 25.0, size: tuple[int, int] = (128, 128), sample_rate: int = 16000):
-        self.sql, self.lake, self.fps, self.size, self.rate = sql, lake, fps, size, sample_rate
-
-    def __iter__(self):
-        pairs = lake_io.duckdb_connection(self.lake).sql(self.sql).pl()
-        clips = {r["clip_id"]: r for r in lake_io.read("clips", self.lake).iter_rows(named=True)}
-        videos = {r["video_id"]: r for r in lake_io.read("videos", self.lake).iter_rows(named=True)}
-        turns = lake_io.read("speaker_turns", self.lake)
-        for vid, group in pairs.group_by("video_id", maintain_order=True):
-            v = videos[vid[0]]
-            need = {c: clips[c] for p in group.iter_rows(named=True) for c in (p["initiator_clip_id"], p["responder_clip_id"])}
-            decoded = self._decode(Path(v["raw_uri"]), need, v, turns.filter(pl.col("video_id") == vid[0]))
-            for p in group.iter_rows(named=True):
-                yield {"pair_id": p["pair_id"], "initiator": decoded[p["initiator_clip_id"]], "responder": decoded[p["responder_clip_id"]], "annotations": {}}
-
-    def _decode(self, path: Path, clips: dict, video: dict, turns: pl.DataFrame) -> dict:
-        audio = decode_audio(path, sample_rate=self.rate)
-        frames: dict[str, list] = {c: [] for c in clips}
-        boxes = {c: release_media.crop_box(r["bbox"], video["width"], video["height"]) for c, r in clips.items()}
-        with av.open(str(path)) as inp:
-            for f in inp.decode(video=0):
-                for c, r in clips.items():
-                    if r["start_seconds"] - 1e-6 <= f.time < r["end_seconds"] - 1e-6:
-                        b = boxes[c]
-                        rgb = f.to_ndarray(format="rgb24")[b.y : b.y + b.h, b.x : b.x + b.w]
-                        frames[c].append(cv2.resize(rgb, self.size[::-1], interpolation=cv2.INTER_AREA))
-        out = {}
-        for c, r in clips.items():
-            a = audio[int(r["start_seconds"] * self.rate) : int(r["end_seconds"] * self.rate)].copy()
-            for s, e in release_media.other_speaker_spans(turns, r["speaker_local"], r["start_seconds"], r["end_seconds"]):
-                a[int(s * self.rate) : int(np.ceil(e * self.rate))] = 0.0
-            out[c] = {"clip_id": c, "video_id": r["video_id"], "speaker_id": r["speaker_id"], "start_s": r["start_seconds"], "end_s": r["end_seconds"],
-                      "frames": np.stack(frames[c]), "audio": a.astype(np.float32), "text": "", "words": [], "annotations": {}}
-        return out
 
 
 def _clip(vid: str, gt: dict, person: str, shot: dict, start: float, end: float, speaker: str) -> dict:
@@ -230,10 +183,9 @@ def loop(baseline_lake, model_env, tmp_path_factory) -> dict:
     """`speakerlake baseline train`, `generate`, then `vidchat-eval` on the generated folder."""
     from orchestration.cli import main
 
-    mp, settings = model_env
+    _, settings = model_env
     root = tmp_path_factory.mktemp("loop")
     ckpt, pred = root / "ckpt", root / "responder"
-    mp.setattr(baseline, "lake_pairs", lambda sql, uri, fps, size: StandInPairs(sql, uri, fps, size))
     lake_args = ["--lake", baseline_lake, "--ckpt", str(ckpt)]
     assert main(["baseline", "train", *lake_args, "--steps", str(LOOP_STEPS), "--save-every", "50"]) == 0
     assert main(["baseline", "generate", *lake_args, "--out", str(pred), "--size", "256"]) == 0
@@ -241,7 +193,7 @@ def loop(baseline_lake, model_env, tmp_path_factory) -> dict:
     return {"pred": pred, "ckpt": ckpt, "root": root, "settings": settings}
 
 
-LOOP_STEPS = 300
+LOOP_STEPS = 120
 
 
 def test_loop_writes_every_test_pair_and_scores_three_sets(loop, baseline_lake):
