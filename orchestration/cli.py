@@ -293,33 +293,33 @@ def run_source(
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
     with workspace_launcher(instance, PROCESS_JOB) as launcher:
-        for b, work in sorted(todo.items()):
+
+        def run_and_wait(config: dict, tags: dict, label: str, on_failure: str, job_name: str | None = None) -> None:
             t0 = time.perf_counter()
-            config = {**base, **(retry_run_config(work) if work is not None else {})}
-            run_id = launcher.launch(config, {"dagster/partition": b, "speakerlake/batch": b})
-            what = "every video" if work is None else "work left: " + ", ".join(f"{s} {len(v)}" for s, v in work.items() if v)
-            _progress(f"batch {b}: run {run_id} ({what})")
+            run_id = launcher.launch(config, tags, job_name=job_name)
+            _progress(f"{label}: run {run_id}")
             outcome = launcher.wait(run_id)
             failures = _report(outcome.events)
             if not outcome.success:
                 for f in failures:
                     _progress(f"  FAILED {f}")
-                _progress(f"batch {b}: FAILED after {time.perf_counter() - t0:.1f}s; its videos stay pending (run {run_id} in the UI)")
+                _progress(f"{label}: FAILED after {time.perf_counter() - t0:.1f}s; {on_failure} (run {run_id} in the UI)")
                 raise SystemExit(1)
-            _progress(f"batch {b}: done in {time.perf_counter() - t0:.1f}s")
+            _progress(f"{label}: done in {time.perf_counter() - t0:.1f}s")
+
+        for b, work in sorted(todo.items()):
+            config = {**base, **(retry_run_config(work) if work is not None else {})}
+            what = "every video" if work is None else "work left: " + ", ".join(f"{s} {len(v)}" for s, v in work.items() if v)
+            run_and_wait(config, {"dagster/partition": b, "speakerlake/batch": b}, f"batch {b} ({what})", "its videos stay pending")
         # the dataset-wide tables (tiers, branches, report) once after all batches, not per batch;
         # their steps run one after another, so in one process
-        t0 = time.perf_counter()
-        run_id = launcher.launch({**base, **execution_config(parallel=False)}, {"speakerlake/after_batches": str(len(todo))}, job_name=RETIER_JOB)
-        _progress(f"dataset tables (job {RETIER_JOB}): run {run_id}")
-        outcome = launcher.wait(run_id)
-        failures = _report(outcome.events)
-        if not outcome.success:
-            for f in failures:
-                _progress(f"  FAILED {f}")
-            _progress(f"{RETIER_JOB}: FAILED after {time.perf_counter() - t0:.1f}s; the batches are done, the dataset tables are stale until `speakerlake run` succeeds (run {run_id} in the UI)")
-            raise SystemExit(1)
-        _progress(f"dataset tables: done in {time.perf_counter() - t0:.1f}s")
+        run_and_wait(
+            {**base, **execution_config(parallel=False)},
+            {"speakerlake/after_batches": str(len(todo))},
+            f"dataset tables (job {RETIER_JOB})",
+            "the batches are done; the dataset tables stay stale until `speakerlake run` succeeds",
+            job_name=RETIER_JOB,
+        )
     return sorted(todo)
 
 
