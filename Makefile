@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: demo test install corpus run ui bench clean
+.PHONY: demo test install corpus run ui bench clean baseline
 
 demo: install .env corpus run
 	@echo
@@ -47,9 +47,18 @@ test: $(STAMP)
 bench: $(STAMP) .env corpus
 	set -a && . ./.env && set +a && $(BIN)/python -m bench.run --corpus data/demo --out docs/benchmarks.md
 
+# The reference responder on ./lake: train (resumes checkpoints/baseline), generate the
+# VidChatBench test split, score it next to ground truth and static_frame. The demo lake has no
+# sft dialogue pairs: BASELINE_TIER=sft on a bigger lake.
+BASELINE_TIER ?= pretrain
+baseline: $(STAMP) .env
+	set -a && . ./.env && set +a && $(BIN)/speakerlake baseline train --lake ./lake --tier $(BASELINE_TIER) --ckpt checkpoints/baseline \
+	  && $(BIN)/speakerlake baseline generate --lake ./lake --ckpt checkpoints/baseline --size 256 --out predictions/baseline \
+	  && $(BIN)/speakerlake vidchat-eval --lake ./lake --pred predictions/baseline
+
 # `dagster dev` started from make keeps job control, so Ctrl-C / SIGTERM stop it cleanly.
 ui: $(STAMP) .env
 	set -a && . ./.env && set +a && SPEAKERLAKE_LAKE=$(CURDIR)/lake $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:
-	rm -rf lake data dagster_home .models .env
+	rm -rf lake data dagster_home .models .env checkpoints predictions

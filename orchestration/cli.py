@@ -5,6 +5,9 @@
     speakerlake status                       row counts per table and the last batch
     speakerlake vidchat-eval --pred DIR [--name NAME] [--out results.parquet] [--lake URI]
                                              score <pair_id>.mp4 predictions against the VidChatBench test split
+    speakerlake baseline train [--tier sft | --where SQL] [--ckpt DIR] [--steps N] [--lake URI]
+    speakerlake baseline generate --out DIR [--ckpt DIR] [--lake URI]
+                                             the reference responder: train on dialogue pairs, write test-split mp4s
 """
 
 from __future__ import annotations
@@ -153,6 +156,44 @@ def _cmd_vidchat_eval(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- baseline
+def _cmd_baseline(args) -> int:
+    from assets.train import baseline as bl
+    from assets.train.responder import TrainConfig, load, pick_device, train
+    from assets.vision import load_vision_models
+    from orchestration.lake import lake_uri
+    from orchestration.resources import models_from_env
+    from orchestration.settings import MissingSettingError
+
+    uri = lake_uri(args.lake)
+    try:
+        device = pick_device(args.device)
+        faces = load_vision_models(models_from_env(resolved=True).face_model_dir)
+    except (MissingSettingError, RuntimeError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _progress(f"device {device}")
+    if args.action == "train":
+        cfg = TrainConfig(steps=args.steps, save_every=args.save_every, fps=args.fps, hidden=args.hidden, seed=args.seed)
+        pairs = bl.lake_pairs(bl.train_pairs_sql(args.tier, args.where), uri, fps=args.fps, size=(args.size, args.size))
+        feats = bl.collect_features(faces, pairs, args.fps, log=_progress)
+        if not feats:
+            print(f"error: no training pairs in {uri} for tier {args.tier!r} / where {args.where!r} (the demo lake may have no sft pairs: try --tier pretrain)", file=sys.stderr)
+            return 2
+        _progress(f"{len(feats)} training pairs, {sum(len(f.resp_audio) for f in feats)} responder frames")
+        res = train(feats, Path(args.ckpt), cfg, device=device, resume=not args.no_resume, log=_progress)
+        print(json.dumps(res))
+        return 0
+    if not args.out:
+        print("error: baseline generate needs --out DIR", file=sys.stderr)
+        return 2
+    trained = load(Path(args.ckpt), device)
+    pairs = bl.lake_pairs(bl.TEST_PAIRS_SQL, uri, fps=trained.config.fps, size=(args.size, args.size))
+    done = bl.generate(trained, faces, pairs, Path(args.out), device, log=_progress)
+    _progress(f"{sum(g.path is not None for g in done)} of {len(done)} test pairs written to {args.out}; score them with: speakerlake vidchat-eval --pred {args.out}")
+    return 0
+
+
 # ---------------------------------------------------------------- run
 def _progress(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -252,33 +293,33 @@ def run_source(
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
     with workspace_launcher(instance, PROCESS_JOB) as launcher:
-        for b, work in sorted(todo.items()):
+
+        def run_and_wait(config: dict, tags: dict, label: str, on_failure: str, job_name: str | None = None) -> None:
             t0 = time.perf_counter()
-            config = {**base, **(retry_run_config(work) if work is not None else {})}
-            run_id = launcher.launch(config, {"dagster/partition": b, "speakerlake/batch": b})
-            what = "every video" if work is None else "work left: " + ", ".join(f"{s} {len(v)}" for s, v in work.items() if v)
-            _progress(f"batch {b}: run {run_id} ({what})")
+            run_id = launcher.launch(config, tags, job_name=job_name)
+            _progress(f"{label}: run {run_id}")
             outcome = launcher.wait(run_id)
             failures = _report(outcome.events)
             if not outcome.success:
                 for f in failures:
                     _progress(f"  FAILED {f}")
-                _progress(f"batch {b}: FAILED after {time.perf_counter() - t0:.1f}s; its videos stay pending (run {run_id} in the UI)")
+                _progress(f"{label}: FAILED after {time.perf_counter() - t0:.1f}s; {on_failure} (run {run_id} in the UI)")
                 raise SystemExit(1)
-            _progress(f"batch {b}: done in {time.perf_counter() - t0:.1f}s")
+            _progress(f"{label}: done in {time.perf_counter() - t0:.1f}s")
+
+        for b, work in sorted(todo.items()):
+            config = {**base, **(retry_run_config(work) if work is not None else {})}
+            what = "every video" if work is None else "work left: " + ", ".join(f"{s} {len(v)}" for s, v in work.items() if v)
+            run_and_wait(config, {"dagster/partition": b, "speakerlake/batch": b}, f"batch {b} ({what})", "its videos stay pending")
         # the dataset-wide tables (tiers, branches, report) once after all batches, not per batch;
         # their steps run one after another, so in one process
-        t0 = time.perf_counter()
-        run_id = launcher.launch({**base, **execution_config(parallel=False)}, {"speakerlake/after_batches": str(len(todo))}, job_name=RETIER_JOB)
-        _progress(f"dataset tables (job {RETIER_JOB}): run {run_id}")
-        outcome = launcher.wait(run_id)
-        failures = _report(outcome.events)
-        if not outcome.success:
-            for f in failures:
-                _progress(f"  FAILED {f}")
-            _progress(f"{RETIER_JOB}: FAILED after {time.perf_counter() - t0:.1f}s; the batches are done, the dataset tables are stale until `speakerlake run` succeeds (run {run_id} in the UI)")
-            raise SystemExit(1)
-        _progress(f"dataset tables: done in {time.perf_counter() - t0:.1f}s")
+        run_and_wait(
+            {**base, **execution_config(parallel=False)},
+            {"speakerlake/after_batches": str(len(todo))},
+            f"dataset tables (job {RETIER_JOB})",
+            "the batches are done; the dataset tables stay stale until `speakerlake run` succeeds",
+            job_name=RETIER_JOB,
+        )
     return sorted(todo)
 
 
@@ -315,6 +356,22 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--no-builtins", action="store_true", help="do not (re)score the ground_truth and static_frame reference sets")
     v.add_argument("--lake", default=None)
     v.set_defaults(fn=_cmd_vidchat_eval)
+    bl = sub.add_parser("baseline", help="the reference responder: train on the lake's dialogue pairs, generate the test split")
+    bl.add_argument("action", choices=["train", "generate"])
+    bl.add_argument("--lake", default=None)
+    bl.add_argument("--ckpt", default="checkpoints/baseline", help="checkpoint folder (last.pt; train resumes it)")
+    bl.add_argument("--tier", default="sft", help="train on dialogue_pairs of this tier")
+    bl.add_argument("--where", default=None, help="train on dialogue_pairs matching this SQL condition instead of --tier")
+    bl.add_argument("--steps", type=int, default=300, help="train until this many optimizer steps in all")
+    bl.add_argument("--save-every", type=int, default=50)
+    bl.add_argument("--hidden", type=int, default=256)
+    bl.add_argument("--seed", type=int, default=0)
+    bl.add_argument("--fps", type=float, default=25.0)
+    bl.add_argument("--size", type=int, default=128, help="square crop size the loader resizes clips to (generate: the output video size)")
+    bl.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    bl.add_argument("--no-resume", action="store_true", help="start over even when the checkpoint folder has a checkpoint")
+    bl.add_argument("--out", default=None, help="generate: folder for the <pair_id>.mp4 files")
+    bl.set_defaults(fn=_cmd_baseline)
     args = p.parse_args(argv)
     # Model settings written by `make demo` (.env); the real environment wins.
     if Path(".env").is_file():
