@@ -237,6 +237,7 @@ def landmark_errors(loop, baseline_lake) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
-@pytest.mark.xfail(strict=True, reason="not yet: on this lake the responder's landmark error is above the still frame's (see README, reference responder)")
 def test_responder_beats_the_static_frame_on_landmarks(landmark_errors):
+    # a thin margin (0.01116 against 0.01132 when written; training is deterministic): on these
+    # still photographs most of the still frame's error is the detector's own jitter
     assert landmark_errors["responder"] < landmark_errors["static_frame"]
