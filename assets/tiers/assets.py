@@ -126,9 +126,9 @@ retier = dg.define_asset_job(
 
 
 def dataset_stale(lake_uri: str) -> bool:
-    """True when an input of the dataset-wide tables was written after ``clip_tiers`` (or
-    ``clip_tiers`` is missing while clips exist): e.g. a run that died between its last
-    batch and the ``retier`` run. Compares Delta commit times only."""
+    """True when an input of the dataset-wide tables (:data:`DATASET_INPUTS`) was written after
+    ``clip_tiers``, or ``clip_tiers`` is missing while an input exists: e.g. a run that died
+    between its last batch and the ``retier`` run. Compares Delta commit times only."""
     from orchestration import lake
 
     inputs = [t for t in (lake.last_commit_ms(n, lake_uri) for n in DATASET_INPUTS) if t is not None]
