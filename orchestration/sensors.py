@@ -87,7 +87,9 @@ def build_refresh_dataset_sensor(process_job, retier_job) -> dg.RunStatusSensorD
         )
         if waiting:
             return dg.SkipReason(f"retier run {waiting[0].dagster_run.run_id} has not started yet and will include batch run {context.dagster_run.run_id}")
-        return dg.RunRequest(run_key=f"after:{context.dagster_run.run_id}", run_config=execution_config(), tags={"speakerlake/after_run": context.dagster_run.run_id})
+        # in one process, as `speakerlake run` does: the retier steps run one after another, so
+        # step processes would only add their start-up
+        return dg.RunRequest(run_key=f"after:{context.dagster_run.run_id}", run_config=execution_config(parallel=False), tags={"speakerlake/after_run": context.dagster_run.run_id})
 
     return refresh_dataset
 

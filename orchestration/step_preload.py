@@ -3,7 +3,8 @@ that the step processes forked from it start with these libraries already import
 
 Only imports: no model is loaded and no thread pool is started here (a forked child must
 not inherit running OpenMP or ONNX Runtime threads). A library that is not installed is
-skipped: the step that needs it reports the error itself.
+skipped: the step that needs it reports the error itself. Great Expectations is not here:
+only job retier uses it, and retier runs in one process (its steps run one after another).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import importlib
 from assets.audio.pyannote_import import import_pyannote_audio
 
 import_pyannote_audio()  # first: whisperx imports pyannote.audio, whose torchcodec probe warns
-for _name in ("torch", "av", "cv2", "onnxruntime", "insightface.app", "faster_whisper", "whisperx", "duckdb", "deltalake", "great_expectations", "great_expectations.expectations"):
+for _name in ("torch", "av", "cv2", "onnxruntime", "insightface.app", "faster_whisper", "whisperx", "duckdb", "deltalake"):
     try:
         importlib.import_module(_name)
     except ImportError:

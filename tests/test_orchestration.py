@@ -233,7 +233,8 @@ def test_multiprocess_runs_fork_steps_from_a_preloaded_forkserver():
     assert "in_process" in execution_config(parallel=False)["execution"]["config"]
     p = subprocess.run([sys.executable, "-c", "import orchestration.step_preload, sys; print(sorted(m for m in ('torch', 'faster_whisper', 'great_expectations') if m in sys.modules))"], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == "['faster_whisper', 'great_expectations', 'torch']"
+    # Great Expectations is only for job retier, which runs in one process
+    assert p.stdout.strip() == "['faster_whisper', 'torch']"
     assert not [line for line in p.stderr.splitlines() if "Warning" in line or "Traceback" in line], p.stderr
 
 
@@ -261,7 +262,7 @@ def test_refresh_dataset_sensor_requests_one_retier_per_finished_batch_unless_on
         ctx = dg.build_run_status_sensor_context(sensor_name="refresh_dataset", dagster_instance=instance, dagster_run=finished.dagster_run, dagster_event=event)
         request = sensor(ctx)
         assert isinstance(request, dg.RunRequest) and request.run_key == f"after:{finished.run_id}"
-        assert "forkserver" in str(request.run_config["execution"])
+        assert "in_process" in request.run_config["execution"]["config"]
         waiting = instance.create_run_for_job(defs.resolve_job_def(RETIER_JOB), run_config={}, status=dg.DagsterRunStatus.NOT_STARTED)
         skip = sensor(ctx)
         assert isinstance(skip, dg.SkipReason) and waiting.run_id in skip.skip_message
