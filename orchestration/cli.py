@@ -17,6 +17,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import duckdb
@@ -250,8 +252,29 @@ def _report(events) -> list[str]:
     return failures
 
 
+@contextmanager
+def local_dask_cluster(workers: int) -> Iterator[str]:
+    """A Dask cluster of ``workers`` worker processes (one thread each) on this machine, for
+    one `speakerlake run`; yields its scheduler address.
+
+    The workers live as long as the invocation, so every batch after the first finds the
+    models it needs already loaded in them (the stages cache loaded models per process),
+    where the multiprocess executor forks new step processes per run and loads them again.
+    """
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
 def run_source(
-    source: str | None, lake: str | None = None, batch_size: int | None = None, *, parallel: bool = True, retry_failed: bool = False
+    source: str | None,
+    lake: str | None = None,
+    batch_size: int | None = None,
+    *,
+    parallel: bool = True,
+    retry_failed: bool = False,
+    workers: int | None = None,
 ) -> list[str]:
     """Plan new batches from ``source`` and run every batch that still has work.
 
@@ -263,14 +286,17 @@ def run_source(
     ``retry_failed`` also when a stage failed on some of its videos, and then only those
     videos are run again. Then one run of job ``retier`` recomputes the dataset-wide tables
     (tiers, branches, report), also when an earlier invocation died before doing so.
+
+    ``workers``: run the steps on a local Dask cluster of that many worker processes, kept for
+    the whole invocation, so models are loaded once per worker rather than once per batch run.
     """
     from assets.ingest.planning import plan_batches, planned_batches
-    from assets.tiers.assets import RETIER_JOB, dataset_stale
+    from assets.tiers.assets import dataset_stale
     from orchestration.batch import batch_work
     from orchestration.execution import execution_config
     from orchestration.launch import workspace_launcher
     from orchestration.partitions import ingest_batches
-    from orchestration.sensors import PROCESS_JOB, retry_run_config
+    from orchestration.sensors import PROCESS_JOB
     from orchestration.settings import get_settings, resolve_lake
 
     settings = get_settings()
@@ -287,44 +313,77 @@ def run_source(
         instance.add_dynamic_partitions(ingest_batches.name, missing)
     if not todo and not dataset_stale(lake_uri):
         return []
-    base = {
-        **execution_config(parallel=parallel),
-        "resources": {"lake": {"config": {"location": lake_uri}}},
-        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-    }
-    with workspace_launcher(instance, PROCESS_JOB) as launcher:
-
-        def run_and_wait(config: dict, tags: dict, label: str, on_failure: str, job_name: str | None = None) -> None:
-            t0 = time.perf_counter()
-            run_id = launcher.launch(config, tags, job_name=job_name)
-            _progress(f"{label}: run {run_id}")
-            outcome = launcher.wait(run_id)
-            failures = _report(outcome.events)
-            if not outcome.success:
-                for f in failures:
-                    _progress(f"  FAILED {f}")
-                _progress(f"{label}: FAILED after {time.perf_counter() - t0:.1f}s; {on_failure} (run {run_id} in the UI)")
-                raise SystemExit(1)
-            _progress(f"{label}: done in {time.perf_counter() - t0:.1f}s")
-
-        for b, work in sorted(todo.items()):
-            config = {**base, **(retry_run_config(work) if work is not None else {})}
-            what = "every video" if work is None else "work left: " + ", ".join(f"{s} {len(v)}" for s, v in work.items() if v)
-            run_and_wait(config, {"dagster/partition": b, "speakerlake/batch": b}, f"batch {b} ({what})", "its videos stay pending")
-        # the dataset-wide tables (tiers, branches, report) once after all batches, not per batch;
-        # their steps run one after another, so in one process
-        run_and_wait(
-            {**base, **execution_config(parallel=False)},
-            {"speakerlake/after_batches": str(len(todo))},
-            f"dataset tables (job {RETIER_JOB})",
-            "the batches are done; the dataset tables stay stale until `speakerlake run` succeeds",
-            job_name=RETIER_JOB,
-        )
+    with ExitStack() as stack:
+        if workers:
+            # the workers (which rebuild the job per step) and the code server started below
+            # build the definitions with the Dask executor
+            stack.enter_context(_environ(SPEAKERLAKE_EXECUTOR="dask"))
+            address = stack.enter_context(local_dask_cluster(workers))
+            _progress(f"local Dask cluster of {workers} worker processes at {address}")
+            execution = {"execution": {"config": {"cluster": {"existing": {"address": address}}}}}
+            in_one_process = execution  # a Dask job has no in-process choice; retier's steps run in order anyway
+        else:
+            execution, in_one_process = execution_config(parallel=parallel), execution_config(parallel=False)
+        base = {
+            **execution,
+            "resources": {"lake": {"config": {"location": lake_uri}}},
+            "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        }
+        launcher = stack.enter_context(workspace_launcher(instance, PROCESS_JOB))
+        _run_batches(launcher, todo, base, in_one_process)
     return sorted(todo)
 
 
+@contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_and_wait(launcher, config: dict, tags: dict, label: str, on_failure: str, job_name: str | None = None) -> None:
+    t0 = time.perf_counter()
+    run_id = launcher.launch(config, tags, job_name=job_name)
+    _progress(f"{label}: run {run_id}")
+    outcome = launcher.wait(run_id)
+    failures = _report(outcome.events)
+    if not outcome.success:
+        for f in failures:
+            _progress(f"  FAILED {f}")
+        _progress(f"{label}: FAILED after {time.perf_counter() - t0:.1f}s; {on_failure} (run {run_id} in the UI)")
+        raise SystemExit(1)
+    _progress(f"{label}: done in {time.perf_counter() - t0:.1f}s")
+
+
+def _run_batches(launcher, todo: dict, base: dict, in_one_process: dict) -> None:
+    from assets.tiers.assets import RETIER_JOB
+    from orchestration.sensors import retry_run_config
+
+    for b, work in sorted(todo.items()):
+        config = {**base, **(retry_run_config(work) if work is not None else {})}
+        what = "every video" if work is None else "work left: " + ", ".join(f"{s} {len(v)}" for s, v in work.items() if v)
+        _run_and_wait(launcher, config, {"dagster/partition": b, "speakerlake/batch": b}, f"batch {b} ({what})", "its videos stay pending")
+    # the dataset-wide tables (tiers, branches, report) once after all batches, not per batch;
+    # their steps run one after another, so in one process
+    _run_and_wait(
+        launcher,
+        {**base, **in_one_process},
+        {"speakerlake/after_batches": str(len(todo))},
+        f"dataset tables (job {RETIER_JOB})",
+        "the batches are done; the dataset tables stay stale until `speakerlake run` succeeds",
+        job_name=RETIER_JOB,
+    )
+
+
 def _cmd_run(args) -> int:
-    run_source(args.source, args.lake, args.batch_size, parallel=not args.in_process, retry_failed=args.retry_failed)
+    run_source(args.source, args.lake, args.batch_size, parallel=not args.in_process, retry_failed=args.retry_failed, workers=args.workers)
     print()
     _cmd_status(argparse.Namespace(lake=args.lake))
     return 0
@@ -338,6 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--lake", default=None, help="lake URI (default SPEAKERLAKE_LAKE or ./lake)")
     r.add_argument("--batch-size", type=int, default=None)
     r.add_argument("--in-process", action="store_true", help="run all stages of a batch in one process, one after another")
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="run the steps on a local Dask cluster of this many worker processes kept for the whole invocation: models load once per worker, not once per batch",
+    )
     r.add_argument("--retry-failed", action="store_true", help="also rerun exactly the videos a stage failed on (after fixing the cause)")
     r.set_defaults(fn=_cmd_run)
     q = sub.add_parser("sql", help="read-only DuckDB SQL over the lake's tables")

@@ -8,6 +8,7 @@ catalogue's key checks and the stage's soundness checks, and reports catalogue m
 """
 
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -77,7 +78,11 @@ def per_video_stage(
         batch_id = context.partition_key
         uri = lake.uri
         videos = batch_videos(batch_id, uri, config.video_ids)
+        setup_start = time.perf_counter()
         analyze = setup(models, uri, videos)  # setup errors propagate: the step fails, nothing is recorded
+        # model loading and the batch's upstream reads: near zero when this worker process
+        # already loaded the models for an earlier batch (the stages cache them per process)
+        setup_seconds = round(time.perf_counter() - setup_start, 3)
 
         def one(video: dict):
             with lake_io.local_copy(video["raw_uri"]) as path:
@@ -85,7 +90,7 @@ def per_video_stage(
 
         run = run_per_video(context.log, batch_id, name, videos, one, tuple(tables), fingerprint=models.fingerprint(), lake_uri=uri)
         ids = videos["video_id"].to_list()
-        stage_meta = {"videos": run.videos, "failed_videos": len(run.failed), "stage_seconds": run.seconds, **{f"reason_{k}": v for k, v in run.reasons.items()}}
+        stage_meta = {"videos": run.videos, "failed_videos": len(run.failed), "setup_seconds": setup_seconds, "stage_seconds": run.seconds, **{f"reason_{k}": v for k, v in run.reasons.items()}}
         extra = summary(run) if summary else {}
         for t in tables:
             yield dg.MaterializeResult(asset_key=t, metadata={**materialization_metadata(t, run.frames[t], lake.count(t)), **stage_meta, **extra.get(t, {})})
