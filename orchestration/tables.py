@@ -537,7 +537,7 @@ _TABLES = [
         ),
         docs={
             "tier": "rejected | pretrain | sft",
-            "reasons": "every filter rule the clip fails (F1_luminance_low, ..., no_quality); empty unless rejected",
+            "reasons": "every filter rule the clip fails (F1_luminance_low, ..., no_quality, taken_down: the face was taken down); empty unless rejected",
             "sft_missed": "every SFT rule the clip misses (SFT_face_blur, ...); empty for sft clips",
         },
     ),

@@ -29,7 +29,7 @@ WHERE stage = 'tiers' OR name IN ('clip_min_s', 'clip_max_s');  -- the clips sta
 --
 -- clip_tier_decisions: one row per clip of the clips table (a clip without a clip_quality row
 -- is kept and rejected as no_quality, never dropped by the join).
--- reasons: every failed filter rule. A null measurement is a failed rule of its own
+-- reasons: every failed filter rule (and taken_down: the clip's person matches a taken-down face). A null measurement is a failed rule of its own
 -- (<group>_missing) rather than a silent pass; hand rules apply only when a hand is visible
 -- (hand_blur not null); F5 (Whisper's decode of the clip's own speech) applies to talking
 -- clips only, F6 to every clip whose audio has a detected language (a listening clip's is
