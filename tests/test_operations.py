@@ -7,7 +7,6 @@ the moto server. Maintenance runs on a table written in 20 small appends.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from datetime import datetime, timezone
