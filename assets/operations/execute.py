@@ -16,7 +16,8 @@ import polars as pl
 
 from assets.binding.assets import cluster_members, write_speaker_update
 from assets.binding.speaker_ids import drop_videos
-from assets.operations.takedown import RECORD_TABLE, Removal, close_over_pairs, pair_tables, predicate, purged_tables, speaker_closure
+from assets.ingest.sources import MEDIA_EXTENSIONS
+from assets.operations.takedown import RECORD_TABLE, Removal, close_over_pairs, pair_tables, predicate, purged_tables, role_columns, speaker_closure
 from assets.release.assets import ReleaseConfig, export_lake_release
 from assets.release.export import MANIFEST, SHARD_DIR, SHARD_PATTERN
 from assets.release.target import ReleaseTarget
@@ -45,18 +46,24 @@ def takedown_id(kind: str, target_id: str) -> str:
 
 def _record(lake: LakeResource, kind: str, target_id: str) -> tuple[dict, list[str]]:
     """The takedown's blocking evidence (the video's content hash or the speaker's centroid)
-    and the raw media files to delete."""
+    and the raw media files to delete. A takedown that died part-way is finished from its
+    record (written first), the target's own row being gone by then."""
+    earlier = lake.scan(RECORD_TABLE).filter(pl.col("takedown_id") == takedown_id(kind, target_id)).collect()
     if kind == "video":
         row = lake.scan("videos").filter(pl.col("video_id") == target_id).collect()
-        if row.is_empty():
-            raise UnknownTarget(f"no video {target_id} in the lake")
-        # the copy in this lake's raw area (a copied lake's raw_uri column still names the original's)
-        suffixes = {PurePosixPath(u).suffix or ".mp4" for u in row["raw_uri"].drop_nulls().to_list()}
-        return {"sha256": row["sha256"][0], "embedding": None}, [lake_io.raw_uri(target_id, s, lake.uri) for s in sorted(suffixes)]
+        if not row.is_empty():
+            # the copy in this lake's raw area (a copied lake's raw_uri column still names the original's)
+            suffixes = {PurePosixPath(u).suffix or ".mp4" for u in row["raw_uri"].drop_nulls().to_list()}
+            return {"sha256": row["sha256"][0], "embedding": None}, [lake_io.raw_uri(target_id, s, lake.uri) for s in sorted(suffixes)]
+        if not earlier.is_empty():
+            return {"sha256": earlier["sha256"][0], "embedding": None}, [lake_io.raw_uri(target_id, s, lake.uri) for s in sorted(MEDIA_EXTENSIONS)]
+        raise UnknownTarget(f"no video {target_id} in the lake")
     row = lake.scan("speakers").filter(pl.col("speaker_id") == target_id).collect()
-    if row.is_empty():
-        raise UnknownTarget(f"no speaker {target_id} in the lake")
-    return {"sha256": None, "embedding": row["centroid"][0]}, []
+    if not row.is_empty():
+        return {"sha256": None, "embedding": row["centroid"][0]}, []
+    if not earlier.is_empty():
+        return {"sha256": None, "embedding": earlier["embedding"][0]}, []
+    raise UnknownTarget(f"no speaker {target_id} in the lake")
 
 
 def _removal(lake: LakeResource, kind: str, target_id: str) -> Removal:
@@ -68,8 +75,9 @@ def _removal(lake: LakeResource, kind: str, target_id: str) -> Removal:
         removal.sources |= set(lake.scan("rejects").filter(pl.col("video_id") == target_id).collect()["source_uri"].drop_nulls().to_list())
     else:
         removal.speakers.add(target_id)
-        speaker_closure(removal.speakers, lake.read("speaker_assignments"), lake.read("track_identities"), removal)
-    close_over_pairs(removal, lake.read("clips"), {t: lake.read(t) for t in pair_tables()})
+        speaker_closure(removal.speakers, lake.scan("speaker_assignments"), lake.scan("track_identities"), removal)
+    # lazy scans of the columns a match needs: only the matching rows are read into memory
+    close_over_pairs(removal, lake.scan("clips").select(role_columns("clips")), {t: lake.scan(t).select(role_columns(t)) for t in pair_tables()})
     return removal
 
 
@@ -111,6 +119,9 @@ def take_down(lake: LakeResource, kind: str, target_id: str, *, reason: str = ""
         touched = sorted(set(lake.read("speaker_assignments", video_ids=[target_id])["speaker_id"].drop_nulls().to_list()))
         speaker_update = drop_videos([target_id], lake.read("speakers"), cluster_members(lake, touched), threshold=threshold("speaker_id_cos"))
     report = TakedownReport(takedown_id(kind, target_id))
+    row = {"takedown_id": report.takedown_id, "kind": kind, "target_id": target_id, **record, "reason": reason, "requested_at": datetime.now(timezone.utc)}
+    # recorded first: if the takedown dies part-way, later ingests and tiers already keep it out
+    lake.write(RECORD_TABLE, TABLES[RECORD_TABLE].frame([row]))
     for table in purged_tables():
         where = predicate(table, removal)
         if where:
@@ -122,23 +133,7 @@ def take_down(lake: LakeResource, kind: str, target_id: str, *, reason: str = ""
             report.files_removed.append(uri)
     for target in releases if releases is not None else [f"{lake.uri}/release"]:
         report.files_removed += _purge_release(target, lake)
-    lake.write(
-        RECORD_TABLE,
-        TABLES[RECORD_TABLE].frame(
-            [
-                {
-                    "takedown_id": report.takedown_id,
-                    "kind": kind,
-                    "target_id": target_id,
-                    **record,
-                    "reason": reason,
-                    "requested_at": datetime.now(timezone.utc),
-                    "rows_removed": sum(report.rows_removed.values()),
-                    "files_removed": len(report.files_removed),
-                }
-            ]
-        ),
-    )
+    lake.write(RECORD_TABLE, TABLES[RECORD_TABLE].frame([{**row, "rows_removed": sum(report.rows_removed.values()), "files_removed": len(report.files_removed)}]))
     return report
 
 

@@ -69,9 +69,10 @@ def _in_pairs(video_col: str, col: str, by_video: dict) -> pl.Expr:
     return (pl.col(video_col) + "\x00" + pl.col(col).cast(pl.String)).is_in(keys)
 
 
-def matches(df: pl.DataFrame, removal: Removal) -> pl.Series:
-    """Which rows of a catalogue table ``df`` derive from ``removal``."""
-    r = _roles(df.columns)
+def match_expr(columns, removal: Removal) -> pl.Expr:
+    """True for the rows of a table with ``columns`` that derive from ``removal`` (lazy: a
+    filter on a scan reads only the matching rows)."""
+    r = _roles(columns)
     conds = [pl.col(c).is_in(list(removal.videos)) for c in r["video"]]
     conds += [pl.col(c).is_in(list(removal.clips)) for c in r["clip"]]
     conds += [pl.col(c).list.eval(pl.element().is_in(list(removal.clips))).list.any() for c in r["clip_list"]]
@@ -82,9 +83,12 @@ def matches(df: pl.DataFrame, removal: Removal) -> pl.Series:
     conds += [pl.col(c).is_in(list(removal.sources)) for c in r["source"]]
     conds += [_in_pairs("video_id", c, removal.tracks) for c in r["track"]]
     conds += [_in_pairs("video_id", c, removal.units) for c in r["unit"]]
-    if not conds:
-        return pl.Series([False] * df.height)
-    return df.select(pl.any_horizontal(conds).fill_null(False)).to_series()
+    return pl.any_horizontal(conds).fill_null(False) if conds else pl.lit(False)
+
+
+def role_columns(table: str) -> list[str]:
+    """The columns of ``table`` a takedown looks at (all a match needs)."""
+    return [c for cols in _roles(TABLES[table].schema).values() for c in cols]
 
 
 def predicate(table: str, removal: Removal) -> str | None:
@@ -108,25 +112,30 @@ def predicate(table: str, removal: Removal) -> str | None:
     return " OR ".join(ors) or None
 
 
-def speaker_closure(speaker_ids: set[str], assignments: pl.DataFrame, track_identities: pl.DataFrame, removal: Removal) -> None:
+def speaker_closure(speaker_ids: set[str], assignments: pl.LazyFrame, track_identities: pl.LazyFrame, removal: Removal) -> None:
     """Add a speaker's identity units (``speaker_assignments``) and their face tracks
     (``track_identities``: a unit is a speaker_local, or ``track:<id>`` for a face that never speaks)."""
-    units = assignments.filter(pl.col("speaker_id").is_in(list(speaker_ids)))
-    for video_id, unit in units.select("video_id", "unit").iter_rows():
+    units = assignments.filter(pl.col("speaker_id").is_in(list(speaker_ids))).select("video_id", "unit").collect()
+    for video_id, unit in units.iter_rows():
         removal.units[video_id].add(unit)
-    tracks = track_identities.with_columns(
-        pl.coalesce(pl.col("speaker_local"), pl.lit("track:") + pl.col("track_id").cast(pl.String)).alias("unit")
-    ).filter(_in_pairs("video_id", "unit", removal.units))
-    for video_id, track_id in tracks.select("video_id", "track_id").iter_rows():
+    tracks = (
+        track_identities.filter(pl.col("video_id").is_in(list(removal.units)))
+        .with_columns(pl.coalesce(pl.col("speaker_local"), pl.lit("track:") + pl.col("track_id").cast(pl.String)).alias("unit"))
+        .filter(_in_pairs("video_id", "unit", removal.units))
+        .select("video_id", "track_id")
+        .collect()
+    )
+    for video_id, track_id in tracks.iter_rows():
         removal.tracks[video_id].add(track_id)
 
 
-def close_over_pairs(removal: Removal, clips: pl.DataFrame, pair_tables: dict[str, pl.DataFrame]) -> None:
+def close_over_pairs(removal: Removal, clips: pl.LazyFrame, pair_tables: dict[str, pl.LazyFrame]) -> None:
     """Add the clips of the removal's videos, speakers, units and tracks, then every pair and
-    chain (``pair_tables``: tables with a pair_id or chain_id) that holds one of them."""
-    removal.clips |= set(clips.filter(matches(clips, removal))["clip_id"].to_list())
-    for df in pair_tables.values():
-        hit = df.filter(matches(df, removal))
+    chain (``pair_tables``: scans of tables with a pair_id or chain_id) that holds one of them."""
+    removal.clips |= set(clips.filter(match_expr(clips.collect_schema().names(), removal)).select("clip_id").collect()["clip_id"].to_list())
+    for lf in pair_tables.values():
+        names = lf.collect_schema().names()
+        hit = lf.filter(match_expr(names, removal)).select([c for c in ("pair_id", "chain_id") if c in names]).collect()
         if "pair_id" in hit.columns:
             removal.pairs |= set(hit["pair_id"].to_list())
         if "chain_id" in hit.columns:
