@@ -429,8 +429,9 @@ def create_views(
     its files."""
     made = []
     for name, spec in TABLES.items():
-        version = version_as_of(name, lake, as_of) if as_of is not None and table_exists(name, lake) else None
-        if table_exists(name, lake) and (as_of is None or version is not None):
+        exists = table_exists(name, lake)
+        version = version_as_of(name, lake, as_of) if exists and as_of is not None else None
+        if exists and (as_of is None or version is not None):
             at = "" if version is None else f", version => {version}"
             con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM delta_scan('{table_uri(name, lake)}'{at})")
         else:
