@@ -1,8 +1,12 @@
-"""``speakerlake`` console script: run | sql | status.
+"""``speakerlake`` console script: run | sql | status | takedown | maintain.
 
     speakerlake run [SOURCE] [--lake URI] [--retry-failed]   plan SOURCE's new files, run every batch with work left
     speakerlake sql "SELECT ..." [--format table|csv|json|parquet] [--out FILE]
+    speakerlake sql "SELECT ..." --as-of VERSION|TIME   the same over the tables as of a Delta version or time
     speakerlake status                       row counts per table and the last batch
+    speakerlake takedown --video ID | --speaker ID [--reason TEXT] [--vacuum]
+                                             remove it and everything derived from it; keep it out afterwards
+    speakerlake maintain [--retention-hours H]  compact, checkpoint and vacuum every table
     speakerlake vidchat-eval --pred DIR [--name NAME] [--out results.parquet] [--lake URI]
                                              score <pair_id>.mp4 predictions against the VidChatBench test split
     speakerlake baseline train [--tier sft | --where SQL] [--ckpt DIR] [--steps N] [--lake URI]
@@ -19,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -49,10 +54,23 @@ def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
             )
 
 
-def run_sql(query: str, lake: str | None = None) -> pl.DataFrame:
+def parse_as_of(value: str | None) -> int | datetime | None:
+    """``--as-of``: a Delta version number, or an ISO time (UTC when it has no zone)."""
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--as-of {value!r}: expected a version number or an ISO time (2026-11-29T10:00:00Z)") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def run_sql(query: str, lake: str | None = None, as_of: int | datetime | None = None) -> pl.DataFrame:
     from orchestration.lake import duckdb_connection
 
-    con = duckdb_connection(lake)
+    con = duckdb_connection(lake, as_of=as_of)
     check_read_only(con, query)
     return con.sql(query).pl()
 
@@ -77,7 +95,7 @@ def format_table(df: pl.DataFrame, max_width: int = 48) -> str:
 
 def _cmd_sql(args) -> int:
     try:
-        df = run_sql(args.query, args.lake)
+        df = run_sql(args.query, args.lake, args.as_of)
     except ReadOnlyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -389,6 +407,41 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_takedown(args) -> int:
+    from assets.operations.execute import UnknownTarget, take_down, vacuum_lake
+    from orchestration.resources import LakeResource
+    from orchestration.settings import get_settings, resolve_lake
+
+    lake = LakeResource(location=resolve_lake(args.lake) if args.lake else get_settings().lake)
+    targets = [("video", v) for v in args.video] + [("speaker", s) for s in args.speaker]
+    if not targets and not args.vacuum:
+        print("error: give --video ID, --speaker ID and/or --vacuum", file=sys.stderr)
+        return 2
+    for kind, target in targets:
+        try:
+            report = take_down(lake, kind, target, reason=args.reason, releases=args.release or None)
+        except UnknownTarget as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        removed = {t: n for t, n in report.rows_removed.items() if n}
+        print(f"{report.takedown_id}: {sum(removed.values())} rows removed {removed}; {len(report.files_removed)} files removed")
+    if args.vacuum:
+        deleted = vacuum_lake(lake)
+        print(f"vacuum (retention 0): {sum(deleted.values())} data files deleted; earlier versions are no longer readable")
+    return 0
+
+
+def _cmd_maintain(args) -> int:
+    from assets.operations.maintenance import maintain_lake
+    from orchestration.settings import get_settings, resolve_lake
+
+    uri = resolve_lake(args.lake) if args.lake else get_settings().lake
+    for table, counts in maintain_lake(uri, retention_hours=args.retention_hours).items():
+        if counts["files_before"]:
+            print(f"{table:<22} files {counts['files_before']} -> {counts['files_after']}, {counts['files_vacuumed']} vacuumed")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="speakerlake", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -410,7 +463,20 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
     q.add_argument("--out", default=None)
     q.add_argument("--lake", default=None)
+    q.add_argument("--as-of", type=parse_as_of, default=None, metavar="VERSION|TIME", help="time travel: every table as of that Delta version (clamped to each table's latest) or ISO time")
     q.set_defaults(fn=_cmd_sql)
+    t = sub.add_parser("takedown", help="remove a video or a speaker and everything derived from it; keep it out of later ingests")
+    t.add_argument("--video", action="append", default=[], metavar="VIDEO_ID")
+    t.add_argument("--speaker", action="append", default=[], metavar="SPEAKER_ID")
+    t.add_argument("--reason", default="", help="recorded in the takedowns table")
+    t.add_argument("--release", action="append", default=[], metavar="TARGET", help="release target(s) to purge (default: <lake>/release)")
+    t.add_argument("--vacuum", action="store_true", help="then vacuum every table with retention 0: no data file keeps the removed rows")
+    t.add_argument("--lake", default=None)
+    t.set_defaults(fn=_cmd_takedown)
+    m = sub.add_parser("maintain", help="compact, checkpoint and vacuum every table")
+    m.add_argument("--retention-hours", type=float, default=None, help="vacuum retention (default: lake_vacuum_retention_hours in sql/thresholds.csv)")
+    m.add_argument("--lake", default=None)
+    m.set_defaults(fn=_cmd_maintain)
     s = sub.add_parser("status", help="row counts and the last batch")
     s.add_argument("--lake", default=None)
     s.set_defaults(fn=_cmd_status)

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -217,11 +218,49 @@ def write(name: str, df: pl.DataFrame, *, video_ids: Iterable[str] | None = None
     return data.height
 
 
-def delete_where(name: str, predicate: str, lake: str | None = None) -> None:
+def delete_where(name: str, predicate: str, lake: str | None = None) -> int:
+    """Delete the rows of table ``name`` matching ``predicate``; returns how many were deleted."""
     uri = table_uri(name, lake)
     so = storage_options(uri)
-    if DeltaTable.is_deltatable(uri, storage_options=so):
-        _with_retry(lambda: DeltaTable(uri, storage_options=so).delete(predicate), name)
+    if not DeltaTable.is_deltatable(uri, storage_options=so):
+        return 0
+    metrics = _with_retry(lambda: DeltaTable(uri, storage_options=so).delete(predicate), name)
+    return int(metrics.get("num_deleted_rows") or 0)
+
+
+# ---------------------------------------------------------------- maintenance
+def data_files(name: str, lake: str | None = None) -> int:
+    """Data files of the table's current version (0: no table)."""
+    if not table_exists(name, lake):
+        return 0
+    uri = table_uri(name, lake)
+    return len(DeltaTable(uri, storage_options=storage_options(uri)).file_uris())
+
+
+def vacuum(name: str, lake: str | None = None, *, retention_hours: float) -> int:
+    """Delete the table's data files that no version younger than ``retention_hours`` needs
+    (0: every file the current version does not read; time travel cannot go back past it).
+    Returns the number of files deleted."""
+    if not table_exists(name, lake):
+        return 0
+    uri = table_uri(name, lake)
+    dt = DeltaTable(uri, storage_options=storage_options(uri))
+    # below delta-rs's default minimum (a week) only when asked for: the caller owns that choice
+    return len(dt.vacuum(retention_hours=int(retention_hours), enforce_retention_duration=False, dry_run=False))
+
+
+def maintain(name: str, lake: str | None = None, *, retention_hours: float) -> dict[str, int]:
+    """Compact the table's small files, write a checkpoint of its log and vacuum it; returns
+    the data file counts before and after and how many files the vacuum deleted."""
+    if not table_exists(name, lake):
+        return {"files_before": 0, "files_after": 0, "files_vacuumed": 0}
+    uri = table_uri(name, lake)
+    so = storage_options(uri)
+    before = data_files(name, lake)
+    _with_retry(lambda: DeltaTable(uri, storage_options=so).optimize.compact(), name)
+    DeltaTable(uri, storage_options=so).create_checkpoint()
+    vacuumed = vacuum(name, lake, retention_hours=retention_hours)
+    return {"files_before": before, "files_after": data_files(name, lake), "files_vacuumed": vacuumed}
 
 
 # ---------------------------------------------------------------- raw media
@@ -246,6 +285,18 @@ def uri_exists(uri: str) -> bool:
         except Exception:
             return False
     return Path(uri).exists()
+
+
+def delete_uri(uri: str) -> bool:
+    """Delete one file of the lake (local or S3); returns whether it existed."""
+    if not uri_exists(uri):
+        return False
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        s3_client().delete_object(Bucket=bucket, Key=key)
+    else:
+        Path(uri).unlink()
+    return True
 
 
 @contextlib.contextmanager
@@ -302,9 +353,12 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _CREATED = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP(?:ORARY)?\s+)?(?:VIEW|TABLE)\s+(\w+)", re.IGNORECASE)
 
 
-def duckdb_connection(lake: str | None = None, *, views: bool = True, thresholds_csv: str | Path = THRESHOLDS_CSV) -> duckdb.DuckDBPyConnection:
+def duckdb_connection(
+    lake: str | None = None, *, views: bool = True, thresholds_csv: str | Path = THRESHOLDS_CSV, as_of: int | datetime | None = None
+) -> duckdb.DuckDBPyConnection:
     """In-memory DuckDB with the delta/httpfs extensions and a view per existing table (sql/views.sql);
-    the ``thresholds`` view reads ``thresholds_csv``."""
+    the ``thresholds`` view reads ``thresholds_csv``; ``as_of``: the tables as of that Delta
+    version or time (see :func:`create_views`)."""
     uri = lake_uri(lake)
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     load_packaged_extension(con, "httpfs")
@@ -312,7 +366,7 @@ def duckdb_connection(lake: str | None = None, *, views: bool = True, thresholds
     if is_s3(uri):
         _duckdb_s3_secret(con)
     if views:
-        create_views(con, uri, thresholds_csv=thresholds_csv)
+        create_views(con, uri, thresholds_csv=thresholds_csv, as_of=as_of)
     return con
 
 
@@ -348,14 +402,38 @@ def run_sql_with_limits(con: duckdb.DuckDBPyConnection, path: Path, limits_view:
     return limits
 
 
-def create_views(con: duckdb.DuckDBPyConnection, lake: str, *, thresholds_csv: str | Path = THRESHOLDS_CSV) -> list[str]:
+def version_as_of(name: str, lake: str, as_of: int | datetime) -> int | None:
+    """The Delta version of table ``name`` to read for ``as_of``: a version number is clamped to
+    the table's latest (each table numbers its own commits), a time gives the last version
+    committed at or before it; None when the table did not exist then."""
+    uri = table_uri(name, lake)
+    dt = DeltaTable(uri, storage_options=storage_options(uri))
+    if isinstance(as_of, int):
+        return min(as_of, dt.version())
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=timezone.utc)
+    created_ms = min(h["timestamp"] for h in dt.history())
+    if as_of.timestamp() * 1000 < created_ms:
+        return None
+    dt.load_as_version(as_of)
+    return dt.version()
+
+
+def create_views(
+    con: duckdb.DuckDBPyConnection, lake: str, *, thresholds_csv: str | Path = THRESHOLDS_CSV, as_of: int | datetime | None = None
+) -> list[str]:
     """One view per catalogue table (``delta_scan``; an empty view with the declared schema
     while the table does not exist yet), then the extra views of sql/views.sql (the
-    ``thresholds`` view over ``thresholds_csv``)."""
+    ``thresholds`` view over ``thresholds_csv``). ``as_of`` (time travel): every table as of
+    that Delta version or time (:func:`version_as_of`), as long as a vacuum has not removed
+    its files."""
     made = []
     for name, spec in TABLES.items():
-        if table_exists(name, lake):
-            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM delta_scan('{table_uri(name, lake)}')")
+        exists = table_exists(name, lake)
+        version = version_as_of(name, lake, as_of) if exists and as_of is not None else None
+        if exists and (as_of is None or version is not None):
+            at = "" if version is None else f", version => {version}"
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM delta_scan('{table_uri(name, lake)}'{at})")
         else:
             con.register(f"__empty_{name}", spec.empty().to_arrow())
             con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM __empty_{name}")

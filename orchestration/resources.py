@@ -92,8 +92,8 @@ class LakeResource(dg.ConfigurableResource):
     def write(self, table: str, df: pl.DataFrame, *, video_ids: Iterable[str] | None = None) -> int:
         return lake_io.write(table, df, video_ids=video_ids, lake=self.uri)
 
-    def delete_where(self, table: str, predicate: str) -> None:
-        lake_io.delete_where(table, predicate, self.uri)
+    def delete_where(self, table: str, predicate: str) -> int:
+        return lake_io.delete_where(table, predicate, self.uri)
 
     def count(self, table: str) -> int:
         return lake_io.count(table, self.uri)

@@ -31,3 +31,15 @@ def build_periodic_scan(cron: str | None = None) -> dg.ScheduleDefinition:
         return requests
 
     return periodic_scan
+
+
+def build_lake_maintenance_schedule(job: dg.UnresolvedAssetJobDefinition, cron: str = "0 3 * * 0") -> dg.ScheduleDefinition:
+    """Weekly lake maintenance (Sunday 03:00), off until turned on in the UI: compaction rewrites
+    files and a vacuum ends time travel past the retention, both choices for the operator."""
+    return dg.ScheduleDefinition(
+        name="weekly_lake_maintenance",
+        job=job,
+        cron_schedule=cron,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Compacts, checkpoints and vacuums every table (job maintain_lake).",
+    )

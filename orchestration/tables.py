@@ -156,6 +156,39 @@ _TABLES = [
         write="merge",
         description="Every unusable input or failed per-video stage, with a machine-readable reason. Nothing is dropped silently.",
     ),
+    TableSpec(
+        "takedowns",
+        {
+            "takedown_id": pl.String,
+            "kind": pl.String,
+            "target_id": pl.String,
+            "sha256": pl.String,
+            "embedding": F32_LIST,
+            "reason": pl.String,
+            "requested_at": pl.Datetime("us", "UTC"),
+            "rows_removed": pl.Int64,
+            "files_removed": pl.Int32,
+            "vacuumed_at": pl.Datetime("us", "UTC"),
+        },
+        key=("takedown_id",),
+        write="merge",
+        description=(
+            "Every takedown (speakerlake takedown): what was removed from every table and release, and what keeps it out "
+            "afterwards: the content hash (a later ingest of the same bytes is a taken_down reject) or the speaker's ArcFace "
+            "centroid (identity units reaching speaker_id_cos to it are tier rejected, reason taken_down: sql/views.sql blocked_units)."
+        ),
+        docs={
+            "takedown_id": "kind:target_id",
+            "kind": "video or speaker",
+            "target_id": "the video_id or speaker_id taken down",
+            "sha256": "video: sha256 of the source bytes (its video_id is the first 16 hex)",
+            "embedding": "speaker: the speaker's L2-normalised ArcFace centroid when taken down",
+            "reason": "free text given with the request",
+            "rows_removed": "rows deleted from all tables",
+            "files_removed": "raw media and release files deleted",
+            "vacuumed_at": "when the tables were vacuumed so no data file holds the removed rows (null: not yet)",
+        },
+    ),
     # ---- audio (assets/audio) ----
     TableSpec(
         "speech_segments",
@@ -504,7 +537,7 @@ _TABLES = [
         ),
         docs={
             "tier": "rejected | pretrain | sft",
-            "reasons": "every filter rule the clip fails (F1_luminance_low, ..., no_quality); empty unless rejected",
+            "reasons": "every filter rule the clip fails (F1_luminance_low, ..., no_quality, taken_down: the face was taken down); empty unless rejected",
             "sft_missed": "every SFT rule the clip misses (SFT_face_blur, ...); empty for sft clips",
         },
     ),

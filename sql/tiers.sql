@@ -29,7 +29,7 @@ WHERE stage = 'tiers' OR name IN ('clip_min_s', 'clip_max_s');  -- the clips sta
 --
 -- clip_tier_decisions: one row per clip of the clips table (a clip without a clip_quality row
 -- is kept and rejected as no_quality, never dropped by the join).
--- reasons: every failed filter rule. A null measurement is a failed rule of its own
+-- reasons: every failed filter rule (and taken_down: the clip's person matches a taken-down face). A null measurement is a failed rule of its own
 -- (<group>_missing) rather than a silent pass; hand rules apply only when a hand is visible
 -- (hand_blur not null); F5 (Whisper's decode of the clip's own speech) applies to talking
 -- clips only, F6 to every clip whose audio has a detected language (a listening clip's is
@@ -54,6 +54,8 @@ flags AS (
     SELECT
         c.clip_id, c.video_id, c.speaker_id, c.is_talking, c.duration,
         q.clip_id IS NULL AS no_quality,
+        -- the clip's person matches a taken-down face (sql/views.sql blocked_units)
+        b.unit IS NOT NULL AS taken_down,
         q.clip_id IS NOT NULL AND q.luminance IS NULL AS f1_missing,
         q.luminance < l.luminance_min AS f1_low,
         q.luminance > l.luminance_max AS f1_high,
@@ -81,6 +83,7 @@ flags AS (
     FROM clips c
     -- clip_id is unique lake-wide (it embeds video_id): the one-column join is much cheaper
     LEFT JOIN clip_quality q ON q.clip_id = c.clip_id
+    LEFT JOIN (SELECT DISTINCT video_id, unit FROM blocked_units) b ON b.video_id = c.video_id AND b.unit = c.identity_unit
     CROSS JOIN tier_limits l
     CROSS JOIN clarity_cut k
 ),
@@ -88,7 +91,7 @@ judged AS (
     SELECT
         *,
         -- a null flag (unmeasured value) is no failure here: the *_missing flags name it
-        coalesce(no_quality OR f1_missing OR f1_low OR f1_high OR f2_missing OR f2_low OR f3_missing OR f3_low
+        coalesce(taken_down OR no_quality OR f1_missing OR f1_low OR f1_high OR f2_missing OR f2_low OR f3_missing OR f3_low
             OR f4_face_missing OR f4_face_low OR f4_hand_low OR f5_missing OR f5_logprob OR f5_no_speech
             OR f5_compression OR f6_missing OR f6_language, false) AS rejected,
         coalesce(sft_face OR sft_hand OR sft_quality OR sft_motion OR sft_logprob, false) AS missed
@@ -100,6 +103,7 @@ SELECT
     -- the rule lists are built only for the clips that fail one; concat_ws skips the rules
     -- not failed (null), which is much cheaper than a lambda filter over 5 M lists
     CASE WHEN rejected THEN string_split(concat_ws(',',
+        CASE WHEN taken_down THEN 'taken_down' END,
         CASE WHEN no_quality THEN 'no_quality' END,
         CASE WHEN f1_missing THEN 'F1_luminance_missing' END,
         CASE WHEN f1_low THEN 'F1_luminance_low' END,

@@ -12,3 +12,13 @@ SELECT ti.*, sa.speaker_id
 FROM track_identities ti
 LEFT JOIN speaker_assignments sa
   ON sa.video_id = ti.video_id AND sa.unit = coalesce(ti.speaker_local, 'track:' || CAST(ti.track_id AS VARCHAR));
+-- Identity units whose face was taken down (speakerlake takedown --speaker): the unit's ArcFace
+-- embedding reaches speaker_id_cos to a taken-down speaker's centroid, the same cosine at which
+-- speaker_ids would have put it in that speaker's cluster. sql/tiers.sql rejects their clips
+-- (reason taken_down), so no branch, SFT subset or release holds a later video of that face.
+CREATE OR REPLACE VIEW blocked_units AS
+SELECT u.video_id, u.unit, t.takedown_id, list_cosine_similarity(u.embedding, t.embedding) AS cosine
+FROM identity_units u
+JOIN takedowns t ON t.kind = 'speaker' AND t.embedding IS NOT NULL
+WHERE u.embedding IS NOT NULL
+  AND list_cosine_similarity(u.embedding, t.embedding) >= (SELECT CAST(value AS DOUBLE) FROM thresholds WHERE name = 'speaker_id_cos');

@@ -24,8 +24,8 @@ from orchestration.resources import LakeResource, models_from_env
 from orchestration.tables import TABLES
 
 REPO = Path(__file__).resolve().parent.parent
-NOT_ASSETS = {"batch_files", "batch_status", "stage_status"}  # bookkeeping tables written by the plumbing
-NOT_TABLES = {"release", "dataset_report"}  # assets whose output is files or metadata, not a catalogue table
+NOT_ASSETS = {"batch_files", "batch_status", "stage_status", "takedowns"}  # bookkeeping tables written by the plumbing (takedowns: by `speakerlake takedown`)
+NOT_TABLES = {"release", "dataset_report", "lake_maintenance"}  # assets whose output is files or metadata, not a catalogue table
 
 
 def cli(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:

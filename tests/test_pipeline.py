@@ -52,8 +52,9 @@ def test_every_table_filled(clean_lake):
     # clip is SFT; the SFT path is tested on synthetic rows (tests/test_tiers.py). conv_a's
     # turns are cut below 3 s by overlaps and shots except one: no pair, listening clip or chain,
     # and no test split; tests/test_branches.py fills those on conv_b + conv_long.
-    # vidchat_scores / vidchat_summary are written only when predictions are scored (job score_predictions, tests/test_vidchat.py)
-    empty_ok = {"rejects", "sft_subset", "dialogue_pairs", "listening_pairs", "multi_turn_context", "multi_turn_chains", "vidchat_testset", "vidchat_scores", "vidchat_summary"}
+    # vidchat_scores / vidchat_summary are written only when predictions are scored (job score_predictions, tests/test_vidchat.py),
+    # takedowns only by `speakerlake takedown` (tests/test_operations.py)
+    empty_ok = {"rejects", "takedowns", "sft_subset", "dialogue_pairs", "listening_pairs", "multi_turn_context", "multi_turn_chains", "vidchat_testset", "vidchat_scores", "vidchat_summary"}
     assert all(n > 0 for t, n in counts.items() if t not in empty_ok), {t: n for t, n in counts.items() if n == 0}  # the empty ones
     assert lake.read("batch_status", clean_lake)["stage"].to_list() == ["ingest"]
     st = lake.read("stage_status", clean_lake)

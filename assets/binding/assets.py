@@ -77,7 +77,8 @@ binding = per_video_stage(
 SPEAKER_IDS_STAGE = SPEAKER_IDS
 
 
-def _members(lake: LakeResource, speaker_ids: list[str]) -> pl.DataFrame:
+def cluster_members(lake: LakeResource, speaker_ids: list[str]) -> pl.DataFrame:
+    """The member units (assignments joined with their identity_units) of ``speaker_ids``."""
     assigned = lake.scan("speaker_assignments").filter(pl.col("speaker_id").is_in(speaker_ids)).collect()
     units = lake.read("identity_units", video_ids=assigned["video_id"].unique().to_list())
     return members_of(assigned, units, speaker_ids)
@@ -93,7 +94,7 @@ def compute_speaker_update(lake: LakeResource, video_ids: list[str], threshold: 
     old = lake.read("speaker_assignments", video_ids=video_ids)
     touched = set(touched_speaker_ids(new_units, speakers, old, threshold=threshold))
     while True:
-        members = _members(lake, sorted(touched))
+        members = cluster_members(lake, sorted(touched))
         if gone:
             members = members.filter(~pl.col("video_id").is_in(gone))
         update = update_speaker_ids(new_units, speakers, members, threshold=threshold)
@@ -101,6 +102,18 @@ def compute_speaker_update(lake: LakeResource, video_ids: list[str], threshold: 
         if not near:
             return update
         touched |= near
+
+
+def write_speaker_update(lake: LakeResource, update: SpeakerIdUpdate) -> None:
+    """Write an update as `apply_update` defines it: delete the removed speakers and stale
+    assignment keys, then MERGE the new assignments and speakers."""
+    if update.removed:
+        lake.delete_where("speakers", f"speaker_id IN ({lake_io.sql_list(update.removed)})")
+    stale = update.deleted_assignments
+    if stale.height:
+        lake.delete_where("speaker_assignments", " OR ".join(f"(video_id = '{v}' AND unit = {lake_io.sql_list([u])})" for v, u in stale.iter_rows()))
+    lake.write("speaker_assignments", update.assignments)
+    lake.write("speakers", update.speakers)
 
 
 @dg.multi_asset(
@@ -128,13 +141,7 @@ def speaker_ids(context: dg.AssetExecutionContext, lake: LakeResource, models: M
             yield from key_check_results(t, TABLES[t].empty())
         return
     update = compute_speaker_update(lake, todo, threshold("speaker_id_cos"))
-    if update.removed:
-        lake.delete_where("speakers", f"speaker_id IN ({lake_io.sql_list(update.removed)})")
-    stale = update.deleted_assignments
-    if stale.height:
-        lake.delete_where("speaker_assignments", " OR ".join(f"(video_id = '{v}' AND unit = {lake_io.sql_list([u])})" for v, u in stale.iter_rows()))
-    lake.write("speaker_assignments", update.assignments)
-    lake.write("speakers", update.speakers)
+    write_speaker_update(lake, update)
     batches = dict(status.filter(pl.col("stage") == "binding").select("video_id", "batch_id").iter_rows())
     done = {v: {"status": "ok"} for v in todo}
     for (batch,), ids in pl.DataFrame({"video_id": todo, "batch_id": [batches[v] for v in todo]}, schema={"video_id": pl.String, "batch_id": pl.String}).group_by(["batch_id"]):

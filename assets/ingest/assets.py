@@ -34,10 +34,11 @@ def ingest(context: dg.AssetExecutionContext, lake: LakeResource):
     plan = batch_plan(batch_id, uri)
     existing = lake.scan("videos").select("video_id", "batch_id", "source_uri").collect()
     known = {v: (b, u) for v, b, u in existing.iter_rows()}
+    taken_down = set(lake.scan("takedowns").filter(pl.col("kind") == "video").collect()["target_id"].to_list())
     min_s = threshold("min_video_seconds")
     rows, rejects, done = [], [], 0
     for i, f in enumerate(plan.iter_rows(named=True), 1):
-        out = ingest_file(f["source_uri"], batch_id, problem=f["problem"], known_ids=known, min_duration_s=min_s, lake_uri=uri)
+        out = ingest_file(f["source_uri"], batch_id, problem=f["problem"], known_ids=known, taken_down=taken_down, min_duration_s=min_s, lake_uri=uri)
         if "video" in out:
             rows.append(out["video"])
             known[out["video"]["video_id"]] = (batch_id, f["source_uri"])
@@ -65,6 +66,6 @@ def ingest(context: dg.AssetExecutionContext, lake: LakeResource):
     )
     yield from key_check_results("videos", lake.scan("videos").filter(pl.col("batch_id") == batch_id).collect())
     yield from key_check_results("rejects", lake.scan("rejects").filter(pl.col("batch_id") == batch_id).collect())
-    # duplicates are not a problem of the batch: the same bytes were ingested before
-    problems = [r["source_uri"] for r in rejects if r["reason"] != "duplicate"]
+    # duplicates and taken-down content are not a problem of the batch: the bytes were known before
+    problems = [r["source_uri"] for r in rejects if r["reason"] not in ("duplicate", "taken_down")]
     yield share_check("rejects", REJECT_SHARE, numerator=len(problems), denominator=plan.height, limit_name="check_max_reject_share", at_most=True, offenders=problems)

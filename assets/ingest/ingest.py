@@ -51,12 +51,14 @@ def ingest_file(
     *,
     problem: str | None = None,
     known_ids: dict[str, tuple[str, str]] | None = None,
+    taken_down: set[str] | frozenset[str] = frozenset(),
     min_duration_s: float = MIN_DURATION_S,
     lake_uri: str | None = None,
 ) -> dict:
     """Ingest one file.
 
-    ``known_ids`` maps already-ingested video ids to their (batch, source URI). Returns
+    ``known_ids`` maps already-ingested video ids to their (batch, source URI); a file whose
+    video id is in ``taken_down`` is a ``taken_down`` reject and is not copied. Returns
     ``{"video": row}``, ``{"done": video_id}`` (this batch ingested this very file already: a
     rerun), or ``{"reject": item}`` (including ``duplicate``: the same bytes were ingested
     before, in an earlier batch or under another name in this one; the message names the copy
@@ -69,6 +71,15 @@ def ingest_file(
         with fetched(source_uri) as path:
             probe = probe_video(path, min_duration_s=min_duration_s)
             video_id = video_id_for(probe.sha256)
+            if video_id in taken_down:
+                return {
+                    "reject": {
+                        "source_uri": source_uri,
+                        "video_id": video_id,
+                        "reason": "taken_down",
+                        "message": f"same content as video {video_id}, taken down (table takedowns)",
+                    }
+                }
             if video_id in known_ids:
                 kept_batch, kept_uri = known_ids[video_id]
                 if kept_batch == batch_id and kept_uri == source_uri:

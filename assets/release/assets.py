@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from assets.release.export import export_release
+from assets.release.export import ExportReport, export_release
 from assets.release.target import ReleaseTarget
 from orchestration import lake as lake_io
 from orchestration.lake import SQL_DIR, run_sql_file
@@ -33,6 +33,28 @@ def release_clips(lake: LakeResource) -> pl.DataFrame:
     return pl.from_arrow(con.execute("SELECT * FROM release_clips ORDER BY video_id, clip_id").to_arrow_table())
 
 
+def export_lake_release(lake: LakeResource, target: str, *, media: bool, shard_samples: int) -> ExportReport:
+    """Export the lake's kept clips to ``target`` (only changed files are written, files of clips that
+    left the release are deleted); also what a takedown runs to purge its clips from a release."""
+    clips = release_clips(lake)
+    turns_by_video: dict[str, pl.DataFrame] = {}
+    if media:
+        # one read of the released videos' turns, not one scan per video (on S3 each scan is a listing)
+        turns = lake.scan("speaker_turns").select(TURN_COLUMNS).filter(pl.col("video_id").is_in(clips["video_id"].unique().to_list())).collect()
+        turns_by_video = {k[0]: v for k, v in turns.partition_by("video_id", as_dict=True).items()}
+    empty_turns = pl.DataFrame(schema={c: TABLES["speaker_turns"].schema[c] for c in TURN_COLUMNS})
+    return export_release(
+        clips,
+        lake.read("sft_subset")["clip_id"].to_list(),
+        lake.read("vidchat_testset"),
+        ReleaseTarget(target),
+        media=media,
+        turns_for=lambda vid: turns_by_video.get(vid, empty_turns),
+        open_media=lake_io.local_copy,
+        shard_samples=shard_samples,
+    )
+
+
 @dg.asset(
     name="release",
     deps=["clip_tiers", "sft_subset", "clips", "clip_quality", "vidchat_testset"],
@@ -45,24 +67,7 @@ def release_clips(lake: LakeResource) -> pl.DataFrame:
     ),
 )
 def release(context: dg.AssetExecutionContext, config: ReleaseConfig, lake: LakeResource) -> dg.MaterializeResult:
-    clips = release_clips(lake)
-    target = ReleaseTarget(config.target or f"{lake.uri}/release")
-    turns_by_video: dict[str, pl.DataFrame] = {}
-    if config.media:
-        # one read of the released videos' turns, not one scan per video (on S3 each scan is a listing)
-        turns = lake.scan("speaker_turns").select(TURN_COLUMNS).filter(pl.col("video_id").is_in(clips["video_id"].unique().to_list())).collect()
-        turns_by_video = {k[0]: v for k, v in turns.partition_by("video_id", as_dict=True).items()}
-    empty_turns = pl.DataFrame(schema={c: TABLES["speaker_turns"].schema[c] for c in TURN_COLUMNS})
-    report = export_release(
-        clips,
-        lake.read("sft_subset")["clip_id"].to_list(),
-        lake.read("vidchat_testset"),
-        target,
-        media=config.media,
-        turns_for=lambda vid: turns_by_video.get(vid, empty_turns),
-        open_media=lake_io.local_copy,
-        shard_samples=config.shard_samples,
-    )
+    report = export_lake_release(lake, config.target or f"{lake.uri}/release", media=config.media, shard_samples=config.shard_samples)
     context.log.info("release to %s: %d written, %d unchanged, %d deleted", report.target, len(report.written), report.unchanged, len(report.deleted))
     return dg.MaterializeResult(
         metadata={

@@ -112,7 +112,7 @@ def sft_contract(lake: LakeResource, thresholds: ThresholdsResource) -> dg.Asset
 # clips) and grow the cost of a small batch with the size of the lake.
 DATASET_ASSETS = (*TIER_ASSETS, *BRANCH_TABLES, REPORT_ASSET)
 # what the dataset-wide tables are computed from (the per-batch stages write these last)
-DATASET_INPUTS = ("clips", "clip_quality", "speaker_assignments", "bindings", "speaker_turns")
+DATASET_INPUTS = ("clips", "clip_quality", "speaker_assignments", "bindings", "speaker_turns", "takedowns")
 
 retier = dg.define_asset_job(
     RETIER_JOB,
