@@ -168,7 +168,8 @@ def _ids_by_face(uri: str) -> dict[tuple[str, str], str]:
 def test_two_runs_at_once_and_batches_in_either_order_give_the_same_speaker_ids(tmp_path, demo_corpus_dir, shipped_models):
     """Two inboxes with the same two people (two cuts of one conversation, different bytes):
     two `speakerlake run` processes started together on one lake end with two speaker ids,
-    and the ids equal those of ingesting the batches one after the other in reverse order."""
+    and the ids equal those of ingesting the batches one after the other in reverse order
+    (that run on a local Dask cluster of one worker, whose models load once for both batches)."""
     from tests.media_factory import reencode
 
     inboxes = []
@@ -188,11 +189,30 @@ def test_two_runs_at_once_and_batches_in_either_order_give_the_same_speaker_ids(
     assert len(set(ids.values())) == 2 and {f for f, _ in ids} == {"first.mp4", "second.mp4"}
 
     reverse = str(tmp_path / "reverse")
+    batches = []
     for i, d in enumerate(reversed(inboxes)):  # two batches, second inbox first; one run takes them in batch-id (time) order
-        plan_batches(str(d), 10, reverse, now=datetime(2026, 1, 1, 0, 0, i, tzinfo=timezone.utc))
-    r = cli("run", "--lake", reverse, "--in-process", env=env, cwd=tmp_path)
+        batches += plan_batches(str(d), 10, reverse, now=datetime(2026, 1, 1, 0, 0, i, tzinfo=timezone.utc))
+    # on a local Dask cluster of one worker kept for the invocation (issue 22: models load once per worker)
+    r = cli("run", "--lake", reverse, "--workers", "1", env=env, cwd=tmp_path)
     assert r.returncode == 0 and "2 to run" in r.stdout, r.stdout[-3000:]
     assert _ids_by_face(reverse) == ids
+    first, second = (_setup_seconds(b) for b in sorted(batches))
+    assert first["audio"] > 1.0, first  # loads Whisper, the segmentation model and the speaker encoder
+    assert second["audio"] < 0.5 and second["vision"] < 0.5, second  # the same worker: already loaded
+
+
+def _setup_seconds(batch: str) -> dict[str, float]:
+    """Step -> setup_seconds of the per-video stages of the (one) run of ``batch``."""
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": batch}))
+        out = {}
+        for rec in instance.get_records_for_run(run.run_id, limit=100_000).records:
+            event = rec.event_log_entry.dagster_event
+            if event is not None and event.event_type_value == "ASSET_MATERIALIZATION":
+                meta = event.event_specific_data.materialization.metadata
+                if "setup_seconds" in meta:
+                    out[rec.event_log_entry.step_key] = meta["setup_seconds"].value
+        return out
 
 
 def test_asr_coverage_check_fails_on_a_lake_row_with_coverage_one_half(tmp_path):
