@@ -50,10 +50,12 @@ DASK_EXECUTION_CONFIG = {"execution": {"config": {"cluster": {"existing": {"addr
 POLL_SECONDS = 1.0
 
 
-def _run_step_on_worker(recon_job, run_json, run_config, step_key, instance_ref, state_json):
+def _run_step_on_worker(recon_job, run_json, run_config, step_key, instance_ref, state_json) -> str:
+    """One step on a worker; its events return serialized too (dask cannot size a list of
+    Dagster records and warns on every task)."""
     run = deserialize_value(run_json)
     state = deserialize_value(state_json) if state_json else None
-    return query_on_dask_worker([], recon_job, run, run_config, [step_key], instance_ref, state)
+    return serialize_value(list(query_on_dask_worker([], recon_job, run, run_config, [step_key], instance_ref, state)))
 
 
 class PartitionSafeDaskExecutor(DaskExecutor):
@@ -75,6 +77,7 @@ class PartitionSafeDaskExecutor(DaskExecutor):
             attempts: dict[str, int] = {}
             while not active.is_complete:
                 if active.check_for_interrupts():
+                    active.mark_interrupted()
                     client.cancel(list(running))
                     yield DagsterEvent.engine_event(
                         plan_context,
@@ -116,7 +119,7 @@ class PartitionSafeDaskExecutor(DaskExecutor):
         """The events a finished task returned; a task that raised (a framework error, or
         ``KilledWorker`` after repeated worker deaths) becomes the step's failure."""
         try:
-            events = future.result()
+            events = deserialize_value(future.result(), list)
         except Exception:  # noqa: BLE001 - any task error is this step's failure, reported as such
             step_context = plan_context.for_step(active.get_step_by_key(step_key))
             event = self.log_failure_or_retry_event_after_error(step_context, serializable_error_info_from_exc_info(sys.exc_info()), active.get_known_state())
