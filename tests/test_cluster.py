@@ -54,22 +54,23 @@ def _step_windows(events, step_key: str) -> tuple[float, float]:
     return times["STEP_START"], times["STEP_SUCCESS"]
 
 
-def _compute_log_tails(dagster_home: Path, wait_s: float = 5.0) -> list[str]:
-    """``tail -F`` processes still following a compute log of ``dagster_home``. Dagster's
-    compute log capture starts one per step and stream, with a watcher that ends it when its
-    step process dies; the watcher polls once a second, so this waits a few seconds."""
+def _reap_compute_log_tails(dagster_home: Path, wait_s: float = 5.0) -> list[str]:
+    """The ``tail -F`` processes still following a compute log of ``dagster_home``, ended.
+    Dagster's LocalComputeLogManager starts one per step and stream in the step's process (here
+    a Dask worker), ends it when the step's capture ends, and leaves a watcher that ends it if
+    that process dies first; the watcher polls once a second, so this waits a few seconds
+    before it ends what is left (only this test's: they name its DAGSTER_HOME)."""
     import psutil
 
     deadline = time.time() + wait_s
     while True:
-        tails = []
-        for p in psutil.process_iter(["cmdline"]):
-            cmd = p.info["cmdline"] or []
-            if cmd[:2] == ["tail", "-F"] and any(str(dagster_home) in c for c in cmd):
-                tails.append(" ".join(cmd))
+        tails = [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[:2] == ["tail", "-F"] and any(str(dagster_home) in c for c in p.info["cmdline"])]
         if not tails or time.time() > deadline:
-            return tails
+            break
         time.sleep(0.5)
+    for p in tails:
+        p.terminate()
+    return [" ".join(p.info["cmdline"]) for p in tails]
 
 
 def test_two_batches_at_once_on_dask_over_s3(tmp_path, ingest_inputs, demo_corpus_dir, shipped_models, moto_endpoint, monkeypatch):
@@ -105,7 +106,7 @@ def test_two_batches_at_once_on_dask_over_s3(tmp_path, ingest_inputs, demo_corpu
             outcomes = {name: launcher.wait(run_id) for name, run_id in run_ids.items()}
         with cluster.get_client() as client:
             worker_pids = set(client.run(os.getpid).values())
-    assert _compute_log_tails(home) == [], "a `tail -F` of a step's compute log outlived the cluster"
+    assert _reap_compute_log_tails(home) == [], "a `tail -F` of a step's compute log outlived the cluster"
     for name, out in outcomes.items():
         assert out.success, (name, [e.message + str(getattr(getattr(e.dagster_event, "event_specific_data", None), "error", "") or "") for e in out.events if e.level >= 40])
 
