@@ -27,6 +27,7 @@ from tests.conftest import _use_s3
 # each batch: a real conversation of the demo corpus (20-24 s) and a file ingest must reject
 BATCH_FILES = {"a": ("conv_a", "empty_file"), "b": ("mono", "not_a_video")}
 REJECTED = {"a": "empty_file", "b": "not_a_video"}
+HOLDER = "test-holds-the-speaker-ids-slot"  # a run id no run has
 # tables every stage must fill for such a video: the test is about rows, so there must be some
 FILLED = ("speech_segments", "transcripts", "face_tracks", "bindings", "clips", "clip_quality")
 
@@ -101,8 +102,18 @@ def test_two_batches_at_once_on_dask_over_s3(tmp_path, ingest_inputs, demo_corpu
         monkeypatch.setenv("SPEAKERLAKE_DASK_SCHEDULER", cluster.scheduler_address)
         cfg = {**execution_config(), "resources": {"lake": {"config": {"location": uri}}}}
         assert "cluster" in cfg["execution"]["config"], cfg
+        # The test holds the one slot of pool speaker_ids until both runs wait for it: the
+        # executor must claim it in each run before the step goes to Dask.
+        pools = instance.event_log_storage
+        assert pools.claim_concurrency_slot(SPEAKER_IDS_STAGE, HOLDER, "hold").is_claimed
         with workspace_launcher(instance, PROCESS_JOB) as launcher:
             run_ids = {name: launcher.launch(cfg, {"dagster/partition": b}) for name, b in batches.items()}  # both at once
+            deadline = time.time() + 600
+            while pools.get_concurrency_info(SPEAKER_IDS_STAGE).pending_run_ids != set(run_ids.values()):
+                ended = [n for n, r in run_ids.items() if instance.get_run_by_id(r).is_finished]
+                assert not ended and time.time() < deadline, f"runs {ended or 'none'} ended / timed out before both waited for the speaker_ids slot"
+                time.sleep(1)
+            pools.free_concurrency_slots_for_run(HOLDER)
             outcomes = {name: launcher.wait(run_id) for name, run_id in run_ids.items()}
         with cluster.get_client() as client:
             worker_pids = set(client.run(os.getpid).values())
@@ -113,7 +124,9 @@ def test_two_batches_at_once_on_dask_over_s3(tmp_path, ingest_inputs, demo_corpu
     # every step ran in a dask worker process, none in the run processes
     step_pids = {e.dagster_event.pid for out in outcomes.values() for e in out.events if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
     assert step_pids and step_pids <= worker_pids, (step_pids, worker_pids)
-    # the runs overlapped, and their speaker_ids steps (pool of one slot) did not
+    # the runs overlapped; their speaker_ids steps (pool of one slot) waited for it, then ran one after the other
+    for n, out in outcomes.items():
+        assert any(e.dagster_event and e.dagster_event.step_key == SPEAKER_IDS_STAGE and e.message.startswith("Step blocked by limit for pool speaker_ids") for e in out.events), n
     a, b = (_step_windows(outcomes[n].events, SPEAKER_IDS_STAGE) for n in ("a", "b"))
     assert a[1] <= b[0] or b[1] <= a[0], (a, b)
     starts = {n: min(e.timestamp for e in out.events) for n, out in outcomes.items()}
