@@ -18,7 +18,13 @@ STEP_PRELOAD_MODULES = ("dagster._core.executor.multiprocess", "orchestration.de
 
 
 def execution_config(*, parallel: bool = True, max_concurrent: int | None = None) -> dict:
-    """``{"execution": {"config": ...}}``: multiprocess from a preloaded forkserver, or in-process."""
+    """``{"execution": {"config": ...}}``: multiprocess from a preloaded forkserver, or in-process;
+    on a Dask deployment (``SPEAKERLAKE_EXECUTOR=dask``) the cluster whose scheduler
+    ``SPEAKERLAKE_DASK_SCHEDULER`` names, whatever ``parallel`` says (docs/deployment.md)."""
+    if os.environ.get("SPEAKERLAKE_EXECUTOR") == "dask":
+        from orchestration.dask_executor import DASK_EXECUTION_CONFIG
+
+        return DASK_EXECUTION_CONFIG
     if not parallel:
         return {"execution": {"config": {"in_process": {}}}}
     return {
