@@ -333,15 +333,13 @@ def run_source(
         return []
     with ExitStack() as stack:
         if workers:
-            # the workers (which rebuild the job per step) and the code server started below
-            # build the definitions with the Dask executor
+            # set before the workers start (they rebuild the job per step) and before the code server
             stack.enter_context(_environ(SPEAKERLAKE_EXECUTOR="dask"))
             address = stack.enter_context(local_dask_cluster(workers))
+            stack.enter_context(_environ(SPEAKERLAKE_DASK_SCHEDULER=address))
             _progress(f"local Dask cluster of {workers} worker processes at {address}")
-            execution = {"execution": {"config": {"cluster": {"existing": {"address": address}}}}}
-            in_one_process = execution  # a Dask job has no in-process choice; retier's steps run in order anyway
-        else:
-            execution, in_one_process = execution_config(parallel=parallel), execution_config(parallel=False)
+        # with SPEAKERLAKE_EXECUTOR=dask both are the cluster (a Dask job has no in-process choice)
+        execution, in_one_process = execution_config(parallel=parallel), execution_config(parallel=False)
         base = {
             **execution,
             "resources": {"lake": {"config": {"location": lake_uri}}},
