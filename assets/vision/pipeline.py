@@ -71,6 +71,7 @@ def tracker_config(params: VisionParams, fps: float) -> TrackerConfig:
         track_high=params.track_high,
         track_new=params.track_new,
         match_iou=params.track_match_iou,
+        landmark_batch=params.landmark_batch,
     )
 
 
