@@ -23,7 +23,8 @@ Per shot (a tracker never sees two shots):
   step ago continues that track (stitching over a tracker loss);
 * **landmarks** (2d106) run on every ``mouth_step``-th frame of the shot (keyframes always
   included, since ``det_step`` is a multiple of ``mouth_step``) on the interpolated boxes;
-  ``mouth_open`` is linearly interpolated to every frame. Detection scores and the
+  the crops wait for one batched model call per ``landmark_batch`` crops (or the shot's end),
+  and ``mouth_open`` is linearly interpolated to every frame. Detection scores and the
   keyframe head-pose estimates are interpolated the same way.
 
 Frames are buffered only for the span a pending interpolation can reach (max gap plus one
