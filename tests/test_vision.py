@@ -21,10 +21,11 @@ from supervision import box_iou_batch as iou_matrix
 
 from assets.vision import VisionStats, analyze_video
 from assets.vision.decode import iter_frames, video_fps
-from assets.vision.faces import detect_faces, embed_face, landmarks_106, pose_from_kps
+from assets.vision.faces import detect_faces, embed_face, landmark_crop, landmarks_106, landmarks_106_batch, pose_from_kps
 from assets.vision.models import execution_providers, load_face_models
 from assets.vision.mouth import mouth_opening
 from assets.vision.params import VisionParams
+from assets.vision.pipeline import read_ahead
 from assets.vision.shots import detect_shots
 from demo import media
 from orchestration.settings import MissingSettingError
@@ -119,6 +120,50 @@ def test_arcface_different_people(models):
     flipped = cv2.flip(_image("t1"), 1)
     _, _, emb_f = _faces_640(models, flipped)
     assert (emb_f @ emb.T).max(axis=1).min() > 0.6
+
+
+def test_batched_landmarks_match_insightface(models):
+    """One batched 2d106 call over many faces gives insightface's own per-face
+    ``Landmark.get`` result (players.jpg: 22+ faces of many sizes; off-grid boxes as the
+    tracker interpolates them)."""
+    img = _image("players")
+    det, _, _ = _faces_640(models, img, embed=False)
+    boxes = det[:, :4] + np.array([0.3, -0.7, 1.1, 0.2], dtype=np.float32)
+    assert len(boxes) >= 20
+    batched = landmarks_106_batch(models, [landmark_crop(models, img, b) for b in boxes])
+    single = np.stack([models.landmarks.get(img, _FaceBox(bbox=b)) for b in boxes])
+    assert batched.shape == (len(boxes), 106, 2)
+    assert np.abs(batched - single).max() < 0.02  # pixels; float32 batched convolution order
+    np.testing.assert_allclose(landmarks_106(models, img, boxes[0]), single[0], atol=0.02)
+
+
+class _FaceBox(dict):
+    """The minimal insightface ``Face`` surface ``Landmark.get`` reads and writes."""
+
+    def __getattr__(self, name):
+        return self[name]
+
+
+def test_read_ahead_hands_over_in_order_and_raises_producer_errors():
+    def items(fail_at=None):
+        for i in range(50):
+            if i == fail_at:
+                raise RuntimeError("decoder broke")
+            yield i
+
+    assert list(read_ahead(items(), 4)) == list(range(50))
+    got = []
+    with pytest.raises(RuntimeError, match="decoder broke"):
+        for i in read_ahead(items(fail_at=7), 4):
+            got.append(i)
+    assert got == list(range(7))
+    # a consumer that stops early leaves no producer thread behind
+    import threading
+
+    it = read_ahead(items(), 2)
+    assert next(it) == 0
+    it.close()
+    assert not any(t.name == "vision-decode" and t.is_alive() for t in threading.enumerate())
 
 
 def test_head_pose_from_keypoints(models):

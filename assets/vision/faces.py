@@ -7,9 +7,12 @@ Frames are BGR uint8 arrays (OpenCV / insightface convention).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
+import onnxruntime as ort
 
 from assets.vision.models import FaceModels
 
@@ -42,17 +45,52 @@ def detect_faces(models: FaceModels, frame: np.ndarray, *, min_face_px: float = 
 # ---------------------------------------------------------------- landmarks / identity
 
 
-class _FaceBox(dict):
-    """The minimal insightface ``Face`` surface the landmark model reads (``face.bbox``)."""
+@dataclass(frozen=True)
+class LandmarkCrop:
+    """One face cut out for the 2d106 model: the square crop insightface's ``Landmark.get``
+    makes (the box centre, 1.5x the box's longer side, no rotation) and its frame mapping."""
 
-    def __getattr__(self, name):
-        return self[name]
+    image: np.ndarray  # [S, S, 3] BGR
+    center: tuple[float, float]  # box centre in frame pixels
+    scale: float  # crop pixels per frame pixel
+
+
+def landmark_crop(models: FaceModels, frame: np.ndarray, box: np.ndarray) -> LandmarkCrop:
+    """The 2d106 input crop for the face in ``box`` [x1,y1,x2,y2] (frame pixels)."""
+    size = models.landmarks.input_size[0]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    s = size / (max(x2 - x1, y2 - y1) * 1.5)
+    # the similarity insightface's face_align.transform builds with skimage, written out
+    m = np.array([[s, 0.0, size / 2 - cx * s], [0.0, s, size / 2 - cy * s]])
+    return LandmarkCrop(cv2.warpAffine(frame, m, (size, size), borderValue=0.0), (cx, cy), s)
+
+
+# the 2d106 ONNX declares a [1, 212] output; batched runs are right but ONNX Runtime warns on
+# every call that the shape differs, so its run log is kept to errors
+_QUIET = ort.RunOptions()
+_QUIET.log_severity_level = 3
+
+
+def landmarks_106_batch(models: FaceModels, crops: Sequence[LandmarkCrop]) -> np.ndarray:
+    """2d106 landmarks [N, 106, 2] in frame pixels of N crops, in one ONNX Runtime call
+    (insightface's ``Landmark.get`` runs one face per call)."""
+    lm = models.landmarks
+    if not crops:
+        return np.zeros((0, lm.lmk_num, 2), dtype=np.float32)
+    size = lm.input_size[0]
+    blob = cv2.dnn.blobFromImages([c.image for c in crops], 1.0 / lm.input_std, (size, size), (lm.input_mean,) * 3, swapRB=True)
+    pred = lm.session.run(lm.output_names, {lm.input_name: blob}, _QUIET)[0]
+    pred = pred.reshape(len(crops), -1, 2)[:, -lm.lmk_num :, :].astype(np.float64)
+    crop_px = (pred + 1.0) * (size // 2)
+    centre = np.array([c.center for c in crops])[:, None, :]
+    scale = np.array([c.scale for c in crops])[:, None, None]
+    return ((crop_px - size / 2) / scale + centre).astype(np.float32)
 
 
 def landmarks_106(models: FaceModels, frame: np.ndarray, box: np.ndarray) -> np.ndarray:
     """2d106 landmarks [106, 2] in frame pixels for the face in ``box`` [x1,y1,x2,y2]."""
-    face = _FaceBox(bbox=np.asarray(box, dtype=np.float32))
-    return np.asarray(models.landmarks.get(frame, face), dtype=np.float32)
+    return landmarks_106_batch(models, [landmark_crop(models, frame, box)])[0]
 
 
 def embed_face(models: FaceModels, frame: np.ndarray, kps: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ class VisionParams:
     # face detection / tracking
     det_size: int = 320
     det_thresh: float = 0.3  # SCRFD floor: low-score boxes feed ByteTrack's second association only
-    det_fps: float = 4.0
+    det_fps: float = 3.0
     mouth_fps: float = 8.0
     track_high: float = 0.5
     track_new: float = 0.6
@@ -41,6 +41,8 @@ class VisionParams:
     person_below_faces: float = 3.0
     # onnxruntime intra-op threads per session (0 = onnxruntime's default)
     ort_threads: int = 1
+    # face crops per batched 2d106 landmark call
+    landmark_batch: int = 16
     # frames are decoded at most this long side (source pixels beyond it are scaled down)
     decode_max_side: int = 1920
 
@@ -73,6 +75,7 @@ class VisionParams:
             person_above_faces=threshold("person_box_above_faces"),
             person_below_faces=threshold("person_box_below_faces"),
             ort_threads=int(threshold("vision_ort_threads")),
+            landmark_batch=int(threshold("face_landmark_batch")),
             decode_max_side=int(threshold("decode_max_side")),
         )
 

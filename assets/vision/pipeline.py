@@ -5,14 +5,18 @@ from its timestamps: see assets.vision.decode). It goes to the shot detectors ri
 a short lag queue; the face stage reads from the queue ``lag`` frames behind, by which time
 every boundary and gradual transition at or before its frame is known. So tracks never
 cross a shot boundary and hold no frame of a dissolve or fade, and memory holds only the
-lag queue plus the tracker's interpolation buffer.
-"""
+lag queue, a few frames read ahead and the tracker's interpolation buffer. Decoding and the
+shot detectors run in a second thread ahead of the face models (:func:`read_ahead`), so the
+two use both cores"""
 
 from __future__ import annotations
 
 import math
+import queue as queue_mod
+import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,11 +31,15 @@ from assets.vision.shots import ShotCutter, make_shot_detector, shot_bounds, sho
 from assets.vision.tracking import FaceTrack, ShotFaceTracker, StepTimes, TrackerConfig
 from orchestration.tables import TABLES
 
+# decoded frames the decode thread may run ahead of the face models (each a working-size BGR frame)
+READ_AHEAD_FRAMES = 8
+
 
 @dataclass
 class VisionStats:
     """Wall-clock seconds per step (filled by :func:`analyze_video` when passed in);
-    ``total`` excludes model loading."""
+    ``total`` excludes model loading. ``decode`` and ``shots`` run in the decode thread at the
+    same time as the face steps, so the steps add up to more than ``total``."""
 
     n_frames: int = 0
     fps: float = 0.0
@@ -71,6 +79,7 @@ def tracker_config(params: VisionParams, fps: float) -> TrackerConfig:
         track_high=params.track_high,
         track_new=params.track_new,
         match_iou=params.track_match_iou,
+        landmark_batch=params.landmark_batch,
     )
 
 
@@ -122,66 +131,130 @@ def load_vision_models(face_model_dir: str | Path | None, params: VisionParams |
     return load_face_models(face_model_dir, det_size=params.det_size, det_thresh=params.det_thresh, ort_threads=params.ort_threads)
 
 
+@dataclass(frozen=True)
+class ShotFrame:
+    """A decoded frame with its final shot decision (known ``cutter.lag`` frames later)."""
+
+    index: int
+    image: np.ndarray
+    shot: int
+    in_transition: bool  # a blended / faded frame: it belongs to no clip
+    last_in_shot: bool
+
+
+def shot_frames(reader: FrameReader, cutter: ShotCutter, stats: VisionStats) -> Iterator[ShotFrame]:
+    """Every frame of ``reader`` through ``cutter``, handed out ``cutter.lag`` frames behind the
+    decode, by which time every boundary and gradual transition at or before it is known."""
+    queue: deque[tuple[int, np.ndarray]] = deque()
+    n = 0
+
+    def decided(j: int, img: np.ndarray, last_frame: bool) -> ShotFrame:
+        last_in_shot = last_frame or cutter.is_cut(j + 1) or cutter.in_transition(j + 1)
+        return ShotFrame(j, img, cutter.shot_index(j), cutter.in_transition(j), last_in_shot)
+
+    frames = iter(reader)
+    while True:
+        t0 = time.perf_counter()
+        item = next(frames, None)
+        t1 = time.perf_counter()
+        stats.decode += t1 - t0
+        if item is None:
+            break
+        j, img = item
+        cutter.push(j, img)
+        stats.shots += time.perf_counter() - t1
+        queue.append((j, img))
+        n = j + 1
+        while len(queue) > cutter.lag:
+            yield decided(*queue.popleft(), False)
+    t1 = time.perf_counter()
+    cutter.finish()
+    stats.shots += time.perf_counter() - t1
+    while queue:
+        j, img = queue.popleft()
+        yield decided(j, img, j + 1 >= n)
+
+
+_DONE = object()
+
+
+def read_ahead(items: Iterator, maxsize: int) -> Iterator:
+    """``items`` produced by a background thread, at most ``maxsize`` ahead of the consumer.
+
+    Decoding and the shot detectors (PyAV, OpenCV, NumPy) and the face models (ONNX Runtime)
+    release the GIL in their heavy parts, so on two cores the decode of the next frames runs
+    while the face models look at earlier ones. An exception in the producer is raised in the
+    consumer; a consumer that stops early stops the producer."""
+    q: queue_mod.Queue = queue_mod.Queue(maxsize)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue_mod.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((_DONE, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer thread
+            q.put((_DONE, e))
+
+    worker = threading.Thread(target=produce, name="vision-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = q.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get(timeout=0.1)
+            except queue_mod.Empty:
+                pass
+        worker.join()
+
+
 def analyze_video(
     video_id: str, media_path: str | Path, models: FaceModels, *, params: VisionParams | None = None, stats: VisionStats | None = None
 ) -> dict[str, pl.DataFrame]:
     """Shots and face tracks of one video: ``{"shots": ..., "face_tracks": ...}``; ``models``
-    from :func:`load_vision_models`."""
+    from :func:`load_vision_models`. Decoding and shot detection run in a second thread a few
+    frames ahead of the face models (see :func:`read_ahead`)."""
     params = params or VisionParams.from_thresholds()
     stats = stats if stats is not None else VisionStats()
     t_start = time.perf_counter()
     cpu_start = time.process_time()
+    tracks: list[FaceTrack] = []
 
     with FrameReader(media_path, max_side=params.decode_max_side) as reader:
         fps = reader.fps
         cutter = ShotCutter(make_shot_detector(params.shot_detector, params.shot_threshold, params.shot_min_frames), fps, params.shot_min_frames, params.gradual())
         cfg = tracker_config(params, fps)
-        queue: deque[tuple[int, np.ndarray]] = deque()
-        tracks: list[FaceTrack] = []
-        state = {"shot": -1, "tracker": None}
-
-        def end_tracker() -> None:
-            if state["tracker"] is not None:
-                tracks.extend(state["tracker"].finish())
-                state["tracker"] = None
-
-        def consume(j: int, img: np.ndarray, last_frame: bool) -> None:
-            if cutter.in_transition(j):  # blended / faded frames belong to no clip
-                end_tracker()
-                return
-            shot = cutter.shot_index(j)
-            if state["tracker"] is None or shot != state["shot"]:
-                end_tracker()
-                state["shot"] = shot
-                state["tracker"] = ShotFaceTracker(models, cfg, shot, j, stats.steps)
-            last_in_shot = last_frame or cutter.is_cut(j + 1) or cutter.in_transition(j + 1)
-            state["tracker"].push(j, img, last_in_shot=last_in_shot)
-
+        tracker: ShotFaceTracker | None = None
         n = 0
-        frames = iter(reader)
-        while True:
-            t0 = time.perf_counter()
-            item = next(frames, None)
-            if item is None:
-                stats.decode += time.perf_counter() - t0
-                break
-            n, img = item
-            t1 = time.perf_counter()
-            stats.decode += t1 - t0
-            cutter.push(n, img)
-            stats.shots += time.perf_counter() - t1
-            queue.append((n, img))
-            n += 1
-            while len(queue) > cutter.lag:
-                j, im = queue.popleft()
-                consume(j, im, False)
-        t1 = time.perf_counter()
-        cutter.finish()
-        stats.shots += time.perf_counter() - t1
-        while queue:
-            j, im = queue.popleft()
-            consume(j, im, j + 1 >= n)
-        end_tracker()
+        for fr in read_ahead(shot_frames(reader, cutter, stats), READ_AHEAD_FRAMES):
+            n = fr.index + 1
+            if fr.in_transition:  # blended / faded frames belong to no clip
+                if tracker is not None:
+                    tracks.extend(tracker.finish())
+                    tracker = None
+                continue
+            if tracker is None or fr.shot != tracker.shot_id:
+                if tracker is not None:
+                    tracks.extend(tracker.finish())
+                tracker = ShotFaceTracker(models, cfg, fr.shot, fr.index, stats.steps)
+            tracker.push(fr.index, fr.image, last_in_shot=fr.last_in_shot)
+        if tracker is not None:
+            tracks.extend(tracker.finish())
         geometry = reader.geometry
 
     stats.n_frames, stats.fps = n, fps

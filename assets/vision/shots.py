@@ -137,13 +137,14 @@ class GradualTransitionFinder:
         self._run = []
 
     def _evaluate(self) -> _Blend | None:
-        idx = [i for i, _, _ in self.frames]
-        stack = np.stack([f for _, f, _ in self.frames]).reshape(len(idx), -1)
-        a, b = stack[0], stack[-1]
+        # most windows change little end to end: decided from the two ends, before the stack
+        a, b = self.frames[0][1].ravel(), self.frames[-1][1].ravel()
         d = b - a
         change = float(np.abs(d).mean())
         if change < self.p.min_change:
             return None
+        idx = [i for i, _, _ in self.frames]
+        stack = np.stack([f for _, f, _ in self.frames]).reshape(len(idx), -1)
         dd = float(d @ d)
         alpha = (stack - a) @ d / dd
         resid = stack - a - alpha[:, None] * d

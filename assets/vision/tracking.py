@@ -23,7 +23,8 @@ Per shot (a tracker never sees two shots):
   step ago continues that track (stitching over a tracker loss);
 * **landmarks** (2d106) run on every ``mouth_step``-th frame of the shot (keyframes always
   included, since ``det_step`` is a multiple of ``mouth_step``) on the interpolated boxes;
-  ``mouth_open`` is linearly interpolated to every frame. Detection scores and the
+  the crops wait for one batched model call per ``landmark_batch`` crops (or the shot's end),
+  and ``mouth_open`` is linearly interpolated to every frame. Detection scores and the
   keyframe head-pose estimates are interpolated the same way.
 
 Frames are buffered only for the span a pending interpolation can reach (max gap plus one
@@ -41,7 +42,7 @@ import supervision as sv
 from scipy.optimize import linear_sum_assignment
 from trackers import ByteTrackTracker
 
-from assets.vision.faces import Detections, detect_faces, embed_face, landmarks_106, mean_embedding, pose_from_kps
+from assets.vision.faces import Detections, LandmarkCrop, detect_faces, embed_face, landmark_crop, landmarks_106_batch, mean_embedding, pose_from_kps
 from assets.vision.models import FaceModels
 from assets.vision.mouth import mouth_opening, resample
 
@@ -59,6 +60,7 @@ class TrackerConfig:
     track_high: float = 0.5
     track_new: float = 0.6
     match_iou: float = 0.2
+    landmark_batch: int = 16
 
 
 def make_bytetrack(cfg: TrackerConfig) -> ByteTrackTracker:
@@ -154,6 +156,8 @@ class ShotFaceTracker:
         self.active: dict[int, _Segment] = {}
         self.closed: list[_Segment] = []
         self.last_frame = start_frame - 1
+        # landmark crops waiting for one batched 2d106 call: (segment, frame, face height, crop)
+        self.pending: list[tuple[_Segment, int, float, LandmarkCrop]] = []
 
     # -------------------------------------------------------------- streaming
     def push(self, frame_idx: int, frame: np.ndarray, *, last_in_shot: bool = False) -> None:
@@ -165,6 +169,7 @@ class ShotFaceTracker:
             self._keyframe(frame_idx, frame)
 
     def finish(self) -> list[FaceTrack]:
+        self._run_landmarks()
         self.closed.extend(self.active.values())
         self.active.clear()
         self.buffer.clear()
@@ -314,6 +319,7 @@ class ShotFaceTracker:
             new = range(f, f + 1)
             seg.boxes[f] = ob.box
         seg.obs.append(ob)
+        t0 = time.perf_counter()
         for j in new:
             if (j - self.start) % self.cfg.mouth_step != 0 and j != f:
                 continue
@@ -321,11 +327,22 @@ class ShotFaceTracker:
             if img is None:
                 continue
             box = seg.boxes[j]
-            t0 = time.perf_counter()
-            lm = landmarks_106(self.models, img, box)
-            self.times.landmarks += time.perf_counter() - t0
-            self.times.n_landmarks += 1
-            seg.mouth[j] = mouth_opening(lm, box[3] - box[1])
+            self.pending.append((seg, j, float(box[3] - box[1]), landmark_crop(self.models, img, box)))
+        self.times.landmarks += time.perf_counter() - t0
+        if len(self.pending) >= self.cfg.landmark_batch:
+            self._run_landmarks()
+
+    def _run_landmarks(self) -> None:
+        """The mouth opening of every pending crop, from one batched 2d106 call."""
+        if not self.pending:
+            return
+        t0 = time.perf_counter()
+        lms = landmarks_106_batch(self.models, [crop for *_, crop in self.pending])
+        for (seg, j, height, _), lm in zip(self.pending, lms):
+            seg.mouth[j] = mouth_opening(lm, height)
+        self.times.n_landmarks += len(self.pending)
+        self.pending = []
+        self.times.landmarks += time.perf_counter() - t0
 
     def _build(self, seg: _Segment) -> FaceTrack:
         first, last = seg.obs[0].frame, seg.obs[-1].frame
