@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -29,7 +27,6 @@ from orchestration import lake as lake_io
 from orchestration.tables import TABLES
 from orchestration.thresholds import THRESHOLDS_CSV, load
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------- synthetic lake helpers
@@ -332,13 +329,14 @@ def speaker_person(turns: pl.DataFrame, gt: dict) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def dialogue_lake(demo_corpus_dir, tmp_path_factory, shipped_models) -> str:
-    """The whole pipeline (`speakerlake run`) on conv_b and conv_long."""
+    """The whole pipeline on conv_b and conv_long (in the test process: tests/inprocess.py)."""
+    from tests.inprocess import run_pipeline
+
     inbox = tmp_path_factory.mktemp("dialogue_inbox")
     for name in ("conv_b", "conv_long"):
         shutil.copyfile(demo_corpus_dir / f"{name}.mp4", inbox / f"{name}.mp4")
     uri = str(tmp_path_factory.mktemp("dialogue") / "lake")
-    p = subprocess.run([sys.executable, "-m", "orchestration.cli", "run", str(inbox), "--lake", uri, "--in-process"], cwd=REPO, capture_output=True, text=True, timeout=1200)
-    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    run_pipeline(inbox, uri)
     return uri
 
 
