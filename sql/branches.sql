@@ -60,9 +60,6 @@ WHERE t.tier <> 'rejected';
 -- reply is still one turn of the conversation). A turn lying wholly inside an earlier-started
 -- turn is a backchannel ("mm-hm" under the partner's speech): it does not take the floor and
 -- belongs to none. (Only videos with a kept clip, the ones in video_keys, can give a pair.)
--- floor_no numbers the floors of the whole lake, in (video, start) order: the floor windows
--- sort once by (video_key, start, turn_id) with no per-video partition (a video's first turn
--- starts a floor), and a floor's key is this one integer.
 CREATE OR REPLACE TEMP TABLE turn_floors AS
 WITH dialogue_speakers AS (
     SELECT v.video_key, vs.speaker_local
@@ -81,19 +78,18 @@ turns AS (
 ),
 floor_turns AS (
     SELECT *,
-        CASE WHEN video_key IS DISTINCT FROM lag(video_key) OVER w OR speaker_local IS DISTINCT FROM lag(speaker_local) OVER w THEN 1 ELSE 0 END AS new_floor
+        CASE WHEN speaker_local IS DISTINCT FROM lag(speaker_local) OVER (PARTITION BY video_key ORDER BY start, turn_id) THEN 1 ELSE 0 END AS new_floor
     FROM turns
     WHERE earlier_end IS NULL OR "end" > earlier_end
-    WINDOW w AS (ORDER BY video_key, start, turn_id)
 ),
 numbered AS (
-    SELECT *, CAST(sum(new_floor) OVER (ORDER BY video_key, start, turn_id ROWS UNBOUNDED PRECEDING) AS INTEGER) AS floor_no
+    SELECT *, CAST(sum(new_floor) OVER (PARTITION BY video_key ORDER BY start, turn_id ROWS UNBOUNDED PRECEDING) AS INTEGER) AS floor_no
     FROM floor_turns
 )
 SELECT n.video_key, n.turn_id, n.speaker_local, n.floor_no, f.floor_start, f.floor_end
 FROM numbered n
-JOIN (SELECT floor_no, min(start) AS floor_start, max("end") AS floor_end FROM numbered GROUP BY ALL) f
-    ON f.floor_no = n.floor_no;
+JOIN (SELECT video_key, floor_no, min(start) AS floor_start, max("end") AS floor_end FROM numbered GROUP BY ALL) f
+    ON f.video_key = n.video_key AND f.floor_no = n.floor_no;
 --
 -- dialogue_candidates: every dialogue pair before the test split. Consecutive floors (they
 -- alternate between the two speakers by construction) whose gap, the responder floor's
@@ -104,8 +100,8 @@ JOIN (SELECT floor_no, min(start) AS floor_start, max("end") AS floor_end FROM n
 -- when both clips are sft.
 CREATE OR REPLACE TEMP TABLE dialogue_candidates AS
 WITH floor_clips AS (
-    -- grouped on the floor's key alone: its video, speaker, start and end are the floor's
-    SELECT f.floor_no, any_value(f.video_key) AS video_key, any_value(f.speaker_local) AS speaker_local, any_value(f.floor_start) AS floor_start,
+    -- grouped on the floor's key alone: its speaker, start and end are the floor's
+    SELECT f.video_key, f.floor_no, any_value(f.speaker_local) AS speaker_local, any_value(f.floor_start) AS floor_start,
         any_value(f.floor_end) AS floor_end, any_value(k.video_id) AS video_id,
         -- ties (two face tracks of one person at the same time) broken by clip_id: deterministic
         arg_min({'clip_id': k.clip_id, 'speaker_id': k.speaker_id, 'turn_id': k.turn_id, 'tier': k.tier, 'start': k.start_seconds}, (k.start_seconds, k.clip_id)) AS first_clip,
@@ -113,7 +109,7 @@ WITH floor_clips AS (
     FROM kept_clips k
     JOIN turn_floors f ON f.video_key = k.video_key AND f.turn_id = k.turn_id
     WHERE k.is_talking AND k.speaker_local = f.speaker_local
-    GROUP BY f.floor_no
+    GROUP BY f.video_key, f.floor_no
 )
 SELECT
     substr(md5(a.last_clip.clip_id || '>' || b.first_clip.clip_id), 1, 20) AS pair_id,
@@ -228,15 +224,21 @@ WITH pair_buckets AS (
     -- an equi-join on (video, bucket: kept_clips.history_bucket) that meets only the few clips
     -- near x, the pair's two speakers a filter on them (an IN over two columns as the join
     -- condition made DuckDB fall back to a nested-loop join, and joining on the speaker alone
-    -- meets every clip of the video). Only the pair's integer key and what the join tests
-    -- are carried: its strings are joined back to the (fewer) aggregated rows
-    SELECT d.pair_key, d.video_key, d.dialogue_start, d.initiator_speaker_local, d.responder_speaker_local, b.bucket
+    -- meets every clip of the video)
+    SELECT d.pair_key, d.pair_id, d.video_id, d.video_key, d.responder_clip_id, d.dialogue_start,
+        d.initiator_speaker_local, d.responder_speaker_local, b.bucket
     FROM training_pairs d
     CROSS JOIN branch_limits l,
         unnest([CAST(floor(d.dialogue_start / l.multi_turn_history_s) AS BIGINT) - 1, CAST(floor(d.dialogue_start / l.multi_turn_history_s) AS BIGINT)]) AS b(bucket)
-),
-contexts AS (
-    SELECT p.pair_key,
+)
+SELECT
+    pair_id, video_id, responder_clip_id, dialogue_start,
+    list_transform(context, c -> c.clip_id) AS context_clip_ids,
+    list_transform(context, c -> c.speaker_id) AS context_speaker_ids,
+    array_to_string(list_transform(context, c -> c.line), chr(10)) AS context_text,
+    context_seconds
+FROM (
+    SELECT any_value(p.pair_id) AS pair_id, any_value(p.video_id) AS video_id, any_value(p.responder_clip_id) AS responder_clip_id, any_value(p.dialogue_start) AS dialogue_start,
         -- collected unordered, then sorted (start, clip_id): far cheaper than ordered aggregates
         list_sort(list({'start': k.start_seconds, 'clip_id': k.clip_id, 'speaker_id': k.speaker_id,
             'line': k.speaker_local || ': ' || coalesce(trim(k.text), '')})) AS context,
@@ -248,15 +250,7 @@ contexts AS (
       AND k.start_seconds >= p.dialogue_start - l.multi_turn_history_s AND k.end_seconds <= p.dialogue_start
       AND (k.speaker_id IS NULL OR k.speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers))
     GROUP BY p.pair_key
-)
-SELECT
-    d.pair_id, d.video_id, d.responder_clip_id, d.dialogue_start,
-    list_transform(c.context, x -> x.clip_id) AS context_clip_ids,
-    list_transform(c.context, x -> x.speaker_id) AS context_speaker_ids,
-    array_to_string(list_transform(c.context, x -> x.line), chr(10)) AS context_text,
-    c.context_seconds
-FROM contexts c
-JOIN training_pairs d ON d.pair_key = c.pair_key;
+);
 --
 -- multi_turn_chain_rows: a video's kept talking clips of training speakers in time order; a
 -- chain breaks where the gap to the previous clip (start minus its end) is not below
@@ -264,30 +258,26 @@ JOIN training_pairs d ON d.pair_key = c.pair_key;
 -- conversation and are left out. chain_id = hash of the chain's first clip id.
 CREATE OR REPLACE TEMP VIEW multi_turn_chain_rows AS
 WITH ordered AS (
-    -- rn numbers the clips of the whole lake in (video, start, clip_id) order: one sort with no
-    -- per-video partition (the row before a video's first clip is another video's: no gap),
-    -- after which the running max below orders by this one integer
-    SELECT clip_id, video_id, speaker_id, speaker_local,
-        CASE WHEN video_key = lag(video_key) OVER w THEN start_seconds - lag(end_seconds) OVER w END AS gap_before_s,
+    SELECT clip_id, video_id, video_key, speaker_id, speaker_local,
+        start_seconds - lag(end_seconds) OVER w AS gap_before_s,
         row_number() OVER w AS rn
     FROM kept_clips
     WHERE is_talking AND (speaker_id IS NULL OR speaker_id NOT IN (SELECT speaker_id FROM vidchat_test_speakers))
-    WINDOW w AS (ORDER BY video_key, start_seconds, clip_id)
+    WINDOW w AS (PARTITION BY video_key ORDER BY start_seconds, clip_id)
 ),
 chained AS (
-    -- a chain is named by the row number of its first clip: the running max of the chain
-    -- starts (a video's first clip starts one, so it never reaches into the previous video)
+    -- a chain is named by the row number of its first clip: the running max of the chain starts
     SELECT *, max(CASE WHEN gap_before_s IS NULL OR gap_before_s >= l.multi_turn_max_gap_s THEN rn END)
-        OVER (ORDER BY rn ROWS UNBOUNDED PRECEDING) AS chain_rn
+        OVER (PARTITION BY video_key ORDER BY rn ROWS UNBOUNDED PRECEDING) AS chain_rn
     FROM ordered CROSS JOIN branch_limits l
 ),
 chains AS (
-    SELECT chain_rn, substr(md5(arg_min(clip_id, rn)), 1, 20) AS chain_id
+    SELECT video_key, chain_rn, substr(md5(arg_min(clip_id, rn)), 1, 20) AS chain_id
     FROM chained
-    GROUP BY chain_rn
+    GROUP BY video_key, chain_rn
     HAVING min(speaker_local) <> max(speaker_local)
 )
 SELECT c.chain_id, x.video_id, CAST(x.rn - x.chain_rn AS INTEGER) AS position, x.clip_id, x.speaker_id,
     CASE WHEN x.rn = x.chain_rn THEN NULL ELSE x.gap_before_s END AS gap_before_s
 FROM chained x
-JOIN chains c ON c.chain_rn = x.chain_rn;
+JOIN chains c ON c.video_key = x.video_key AND c.chain_rn = x.chain_rn;
