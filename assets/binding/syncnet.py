@@ -22,6 +22,7 @@ it costs roughly a 3-D conv net forward per face per frame: meant for GPU worker
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,10 @@ def _net():
     return SyncNet()
 
 
+@lru_cache(maxsize=2)
 def load_syncnet(path: str | Path | None):
-    """The SyncNet module in eval mode, weights from ``path`` (the ``syncnet_weights`` setting)."""
+    """The SyncNet module in eval mode, weights from ``path`` (the ``syncnet_weights`` setting);
+    loaded once per process and path (later batches on the same worker reuse it)."""
     import torch
 
     p = require_path(path, WEIGHTS_FIELD, what="SyncNet sync backend (syncnet_v2.model)")

@@ -1,6 +1,7 @@
 """Dagster wiring of the clip_quality stage: per-clip quality scores and caption fields from a
 few frames sampled per clip (assets.quality.pipeline)."""
 
+from functools import lru_cache
 from pathlib import Path
 
 import polars as pl
@@ -17,12 +18,18 @@ from orchestration.stage_assets import per_video_stage
 UPSTREAM = ("clips", "face_tracks", "transcripts")
 
 
+# Loaded once per process and reused by later batches (a Dask worker, `speakerlake run --workers`).
+_dover = lru_cache(maxsize=2)(DoverOnnx)
+_vlm = lru_cache(maxsize=2)(QwenVL.load)
+_topic = lru_cache(maxsize=2)(TopicLLM.load)
+
+
 def load_backends(models: ModelsResource, params: QualityParams) -> QualityBackends:
     """The model backends whose location is configured (each optional; a set but missing path fails)."""
     return QualityBackends(
-        dover=DoverOnnx(require_path(models.dover_onnx, "dover_onnx", what="DOVER visual quality")) if models.dover_onnx else None,
-        vlm=QwenVL.load(require_path(models.vlm_model_dir, "vlm_model_dir", what="Qwen2.5-VL captions"), params.max_new_tokens) if models.vlm_model_dir else None,
-        topic=TopicLLM.load(require_path(models.topic_llm_dir, "topic_llm_dir", what="ASR topic LLM"), params.max_new_tokens, params.topic_max_chars) if models.topic_llm_dir else None,
+        dover=_dover(require_path(models.dover_onnx, "dover_onnx", what="DOVER visual quality")) if models.dover_onnx else None,
+        vlm=_vlm(require_path(models.vlm_model_dir, "vlm_model_dir", what="Qwen2.5-VL captions"), params.max_new_tokens) if models.vlm_model_dir else None,
+        topic=_topic(require_path(models.topic_llm_dir, "topic_llm_dir", what="ASR topic LLM"), params.max_new_tokens, params.topic_max_chars) if models.topic_llm_dir else None,
     )
 
 
