@@ -18,7 +18,9 @@ resident memory of the child and its children polled every 0.2 s. RTF = analyze 
 media seconds; CPU RTF = the process's CPU seconds over the same span ÷ media seconds.
 
 ``--out`` rewrites the section between the ``long-video benchmark`` markers of that markdown
-file (appended when missing); the rest of the file is left alone.
+file (appended when missing); the rest of the file is left alone. ``--report A.json B.json``
+only writes that section from the ``--json`` files of runs made separately (e.g. in parallel,
+each with its own ``--work``: binding needs audio and vision of the same input in its work lake).
 """
 
 from __future__ import annotations
@@ -180,25 +182,26 @@ def parse_runs(specs: list[str]) -> list[tuple[str, float]]:
     return sorted(runs, key=lambda r: (r[1], STAGES.index(r[0])))
 
 
-def markdown(results: list[dict], started: str, load_start: tuple[float, float, float]) -> str:
+def markdown(results: list[dict], measured: str) -> str:
     lines = [
         BEGIN,
         "## Long videos: peak memory and RTF against length",
         "",
-        f"Measured {started} UTC by `bench/long_video.py` (`make bench-long`) on {os.cpu_count()} cores, shared with other engineers' "
-        f"jobs (load average at start {load_start[0]:.2f} / {load_start[1]:.2f} / {load_start[2]:.2f}); every run under `nice -n 10`. "
+        f"Measured {measured} UTC by `bench/long_video.py` (`make bench-long`) on {os.cpu_count()} cores shared with other engineers' "
+        "jobs, every run under `nice -n 10`, so wall-clock RTF depends on their load (1-minute load average at the end of each run in "
+        "the last column) and CPU RTF (process CPU seconds ÷ media seconds) is the figure to compare across lengths. "
         "Inputs: conv_a, conv_b and conv_long (640x360, 25 fps) appended whole, in turn, by remuxing. "
-        "One process per stage and input: models loaded by the stage's `setup_*` function, a warm-up on conv_a, then the stage's "
+        "One process per stage and input: models loaded by the stage's `setup_*` function, a warm-up on conv_a (audio and vision), then the stage's "
         "`analyze` on the input. Peak RSS is the process's whole high-water mark, model loading included; "
         "*ready* is the resident memory after the warm-up, so peak − ready is what the long video added.",
         "",
-        "| stage | minutes | media s | wall s | CPU s | RTF | CPU RTF | RSS ready MB | peak RSS MB | peak − ready MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| stage | minutes | media s | wall s | CPU s | RTF | CPU RTF | RSS ready MB | peak RSS MB | peak − ready MB | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in results:
+    for r in sorted(results, key=lambda r: (STAGES.index(r["stage"]), r["minutes"])):
         lines.append(
             f"| {r['stage']} | {r['minutes']:g} | {r['media_s']:.0f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['rtf']:.3f} | {r['cpu_rtf']:.3f} "
-            f"| {r['rss_ready_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] - r['rss_ready_mb']:.0f} |"
+            f"| {r['rss_ready_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] - r['rss_ready_mb']:.0f} | {r['load_avg'][0]:.1f} |"
         )
     lines += ["", *growth_lines(results), END]
     return "\n".join(lines) + "\n"
@@ -241,11 +244,21 @@ def main() -> None:
     p.add_argument("--runs", nargs="+", default=["audio:10,30,120", "vision:10,30", "binding:10,30"], help="stage:minutes,...")
     p.add_argument("--out", default="", help="markdown file whose long-video section is rewritten")
     p.add_argument("--json", default="", help="also write the results here")
+    p.add_argument("--report", nargs="+", default=[], help="write --out from these --json files only (no runs)")
     a = p.parse_args()
+    if a.report:
+        results = [r for f in a.report for r in json.loads(Path(f).read_text())]
+        stamps = sorted(datetime.fromtimestamp(Path(f).stat().st_mtime, timezone.utc) for f in a.report)
+        measured = f"{stamps[0]:%Y-%m-%d}, runs ending {stamps[0]:%H:%M}-{stamps[-1]:%H:%M}"
+        for line in growth_lines(results):
+            print(line)
+        if a.out:
+            write_section(Path(a.out), markdown(results, measured))
+        return
     corpus, work = Path(a.corpus), Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     lake_uri = str(work / "lake")
-    started, load_start = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"), os.getloadavg()
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")
     results = []
     for stage, minutes in parse_runs(a.runs):
         video, _ = long_input(corpus, work, minutes)
@@ -262,7 +275,7 @@ def main() -> None:
     for line in growth_lines(results):
         print(line)
     if a.out:
-        write_section(Path(a.out), markdown(results, started, load_start))
+        write_section(Path(a.out), markdown(results, f"from {started}"))
 
 
 if __name__ == "__main__":

@@ -171,12 +171,30 @@ def test_audio_features_are_computed_in_bounded_blocks(stage_models):
 
 
 def test_decoding_holds_the_waveform_once(tmp_path, demo_corpus_dir):
-    """A 12-minute conversation decodes with a peak of about one waveform, not two."""
+    """A 6-minute conversation decodes with a peak of about one waveform, not two."""
     from bench.long_video import write_long_video
 
     path = tmp_path / "long.mp4"
-    write_long_video(Path(demo_corpus_dir), 12, path)
+    write_long_video(Path(demo_corpus_dir), 6, path)
     audio, peak = peak_bytes(decode_audio, path)
     print(f"{len(audio) / SAMPLE_RATE:.0f} s: waveform {audio.nbytes / MB:.1f} MB, decode peak {peak / MB:.1f} MB")
-    assert len(audio) >= 12 * 60 * SAMPLE_RATE
+    assert len(audio) >= 6 * 60 * SAMPLE_RATE
     assert peak < 1.15 * audio.nbytes + 4 * MB
+
+
+def test_asr_decodes_a_long_video_in_bounded_groups_of_windows(monkeypatch):
+    """faster-whisper holds every window of a call (audio and log-mels) at once: the decoder
+    calls it with at most ``windows_per_call`` windows and returns one result per window, in order."""
+    from assets.audio import asr as asr_mod
+
+    calls: list[list] = []
+
+    def decode(self, audio, windows):
+        calls.append(windows)
+        return [[asr_mod.AsrSegment(w[0][0], w[0][1], "", -0.1, 0.0, 1.0)] for w in windows]
+
+    monkeypatch.setattr(asr_mod.WhisperDecoder, "_decode", decode)
+    windows = [((float(i), i + 0.5),) for i in range(10)]
+    out = asr_mod.WhisperDecoder(None, language="en", params=asr_mod.AsrParams(windows_per_call=4))(np.zeros(16_000 * 11, np.float32), windows)
+    assert [len(c) for c in calls] == [4, 4, 2]
+    assert [segs[0].start for segs in out] == [float(i) for i in range(10)]
