@@ -192,20 +192,20 @@ def mel_frames(audio: np.ndarray) -> np.ndarray:
 
 
 def embed_frames(encoder, mel: np.ndarray, frame_sets: list[np.ndarray]) -> np.ndarray:
-    """One L2-normalised d-vector per set of mel frame indices (variable lengths, one batch)."""
+    """One L2-normalised d-vector per set of mel frame indices (variable lengths, batches of 64)."""
     import torch
     from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
     if not frame_sets:
         return np.zeros((0, 256), np.float32)
-    seqs = [torch.from_numpy(mel[idx]) for idx in frame_sets]
-    lengths = torch.tensor([len(s) for s in seqs])
     out = []
     with torch.no_grad():
-        for i in range(0, len(seqs), 64):
+        for i in range(0, len(frame_sets), 64):
+            # the mel frames of one batch at a time: all partials of a 2-hour video would be 230 MB
+            seqs = [torch.from_numpy(mel[idx]) for idx in frame_sets[i : i + 64]]
             packed = pack_padded_sequence(
-                pad_sequence(seqs[i : i + 64], batch_first=True).to(encoder.device),
-                lengths[i : i + 64],
+                pad_sequence(seqs, batch_first=True).to(encoder.device),
+                torch.tensor([len(x) for x in seqs]),
                 batch_first=True,
                 enforce_sorted=False,
             )
