@@ -111,6 +111,9 @@ class _Samples:
         return self.buf[: self.end]
 
 
+MAX_PREALLOCATED_S = 6 * 3600  # a header claiming more (a broken file) gets this much and grows
+
+
 def _expected_samples(container: av.container.InputContainer, stream: av.audio.stream.AudioStream, sample_rate: int) -> int:
     """Samples the stream should decode to, from its duration (else the container's), + 1 s."""
     if stream.duration is not None and stream.time_base:
@@ -119,7 +122,7 @@ def _expected_samples(container: av.container.InputContainer, stream: av.audio.s
         seconds = container.duration / av.time_base
     else:
         seconds = 0.0
-    return int((seconds + 1.0) * sample_rate)
+    return int((min(seconds, MAX_PREALLOCATED_S) + 1.0) * sample_rate)
 
 
 def _video_start(container: av.container.InputContainer) -> float | None:
