@@ -49,7 +49,7 @@ bench: $(STAMP) .env corpus
 
 # Peak RSS and RTF of the audio, vision and binding stages on 10, 30 and 120 minutes of
 # conversation (the demo conversations appended); each run in its own process under nice -n 10.
-# About an hour of CPU; the long inputs are kept in /tmp/speakerlake-long-bench.
+# About 35 minutes of CPU on an idle machine; the long inputs are kept in /tmp/speakerlake-long-bench.
 bench-long: $(STAMP) .env corpus
 	set -a && . ./.env && set +a && $(BIN)/python -m bench.long_video --corpus data/demo --out docs/benchmarks.md
 
