@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: demo test install corpus run ui bench clean baseline
+.PHONY: demo test install corpus run ui bench bench-long clean baseline
 
 demo: install .env corpus run
 	@echo
@@ -46,6 +46,12 @@ test: $(STAMP)
 
 bench: $(STAMP) .env corpus
 	set -a && . ./.env && set +a && $(BIN)/python -m bench.run --corpus data/demo --out docs/benchmarks.md
+
+# Peak RSS and RTF of the audio, vision and binding stages on 10, 30 and 120 minutes of
+# conversation (the demo conversations appended); each run in its own process under nice -n 10.
+# About 35 minutes of CPU on an idle machine; the long inputs are kept in /tmp/speakerlake-long-bench.
+bench-long: $(STAMP) .env corpus
+	set -a && . ./.env && set +a && $(BIN)/python -m bench.long_video --corpus data/demo --out docs/benchmarks.md
 
 # The reference responder on ./lake: train (resumes checkpoints/baseline), generate the
 # VidChatBench test split, score it next to ground truth and static_frame. The demo lake has no

@@ -73,6 +73,7 @@ class AsrParams:
     min_piece_s: float = 1.0  # speech pieces shorter than this are not cut further
     max_rounds: int = 4  # re-decoding rounds at most
     max_compression_ratio: float = 2.4  # above it a window's text is a repetition loop: decoded again
+    windows_per_call: int = 64  # windows packed into one faster-whisper call (bounds memory on long videos)
 
 
 @dataclass(frozen=True)
@@ -454,6 +455,13 @@ class WhisperDecoder:
         self.model, self.language, self.params, self.word_timestamps = model, language, params, word_timestamps
 
     def __call__(self, audio: np.ndarray, windows: list[tuple[tuple[float, float], ...]]) -> list[list[AsrSegment]]:
+        # faster-whisper holds the packed input and every window's log-mel features for the
+        # whole call (about 1.3x the packed audio), so a long video is decoded in groups of
+        # windows; each window is decoded on its own anyway, so grouping changes no result
+        step = max(1, self.params.windows_per_call)
+        return [segs for i in range(0, len(windows), step) for segs in self._decode(audio, windows[i : i + step])]
+
+    def _decode(self, audio: np.ndarray, windows: list[tuple[tuple[float, float], ...]]) -> list[list[AsrSegment]]:
         from faster_whisper import BatchedInferencePipeline
 
         gap = np.zeros(int(SPLICE_GAP_S * SAMPLE_RATE), np.float32)

@@ -50,24 +50,79 @@ def decode_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> np.ndar
             stream = container.streams.audio[0]
             clock_start = _video_start(container)
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-            chunks: list[np.ndarray] = []
+            out = _Samples(_expected_samples(container, stream, sample_rate))
             lead = None  # samples of audio before the video's first frame (< 0: a gap before the audio)
             for frame in container.decode(stream):
                 if lead is None:
                     lead = int(round((clock_start - frame.time) * sample_rate)) if frame.time is not None and clock_start is not None else 0
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):  # flush the resampler's delay line
-                chunks.append(out.to_ndarray().reshape(-1))
+                    out.skip(lead)
+                for piece in resampler.resample(frame):
+                    out.append(piece.to_ndarray().reshape(-1))
+            for piece in resampler.resample(None):  # flush the resampler's delay line
+                out.append(piece.to_ndarray().reshape(-1))
     except (av.error.FFmpegError, ValueError, OSError) as exc:  # noqa: PERF203
         return NoAudio("undecodable", f"{path.name}: {type(exc).__name__}: {exc}")
-    if not chunks:
+    if out.decoded == 0:
         return NoAudio("no_audio_samples", f"{path.name}: the audio stream decoded to no samples")
-    audio = np.concatenate(chunks).astype(np.float32, copy=False)
-    audio = np.concatenate([np.zeros(-lead, dtype=np.float32), audio]) if lead < 0 else audio[lead or 0 :]
+    audio = out.samples()
     if audio.size == 0:
         return NoAudio("no_audio_samples", f"{path.name}: the audio stream decoded to no samples")
     return audio
+
+
+class _Samples:
+    """The decoded waveform, written in place into one buffer sized from the container's duration.
+
+    Collecting the decoder's frames and concatenating them would hold the waveform twice (920 MB
+    for 2 hours at 16 kHz); the buffer holds it once. ``np.zeros`` of a large size is mapped
+    lazily, so an over-estimate costs address space, not memory; an under-estimate grows it.
+    """
+
+    def __init__(self, expected: int):
+        self.buf = np.zeros(max(expected, 1), np.float32)
+        self.end = 0  # samples written (leading silence included)
+        self.drop = 0  # decoded samples still to drop (audio before the video's first frame)
+        self.decoded = 0
+
+    def skip(self, lead: int) -> None:
+        """``lead`` > 0: drop that many first samples; < 0: start after that much silence."""
+        if lead > 0:
+            self.drop = lead
+        elif lead < 0:
+            self._reserve(-lead)
+            self.end = -lead
+
+    def append(self, x: np.ndarray) -> None:
+        self.decoded += len(x)
+        if self.drop:
+            cut = min(self.drop, len(x))
+            x, self.drop = x[cut:], self.drop - cut
+        self._reserve(self.end + len(x))
+        self.buf[self.end : self.end + len(x)] = x
+        self.end += len(x)
+
+    def _reserve(self, size: int) -> None:
+        if size > len(self.buf):
+            grown = np.zeros(max(size, int(len(self.buf) * 1.25)), np.float32)
+            grown[: self.end] = self.buf[: self.end]
+            self.buf = grown
+
+    def samples(self) -> np.ndarray:
+        return self.buf[: self.end]
+
+
+MAX_PREALLOCATED_S = 6 * 3600  # a header claiming more (a broken file) gets this much and grows
+
+
+def _expected_samples(container: av.container.InputContainer, stream: av.audio.stream.AudioStream, sample_rate: int) -> int:
+    """Samples the stream should decode to, from its duration (else the container's), + 1 s."""
+    if stream.duration is not None and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        seconds = container.duration / av.time_base
+    else:
+        seconds = 0.0
+    return int((min(seconds, MAX_PREALLOCATED_S) + 1.0) * sample_rate)
 
 
 def _video_start(container: av.container.InputContainer) -> float | None:

@@ -72,6 +72,7 @@ def diarization_params() -> diar.DiarizationParams:
         min_gap_s=threshold("diar_min_gap_s"),
         min_turn_s=threshold("diar_min_turn_s"),
         overlap_min_s=threshold("diar_overlap_min_s"),
+        cluster_block_items=int(threshold("diar_cluster_block_items")),
     )
 
 
@@ -89,6 +90,7 @@ def asr_params(language: str | None = None) -> asr_mod.AsrParams:
         min_piece_s=threshold("asr_min_piece_s"),
         max_rounds=int(threshold("asr_max_rounds")),
         max_compression_ratio=threshold("asr_max_compression_ratio"),
+        windows_per_call=int(threshold("asr_windows_per_call")),
     )
 
 

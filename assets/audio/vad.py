@@ -44,34 +44,52 @@ def load_vad(model_path: str):
 
 
 def speech_probabilities(session, audio: np.ndarray) -> np.ndarray:
-    """Speech probability of every 32 ms frame of 16 kHz mono ``audio`` (last frame zero-padded)."""
+    """Speech probability of every 32 ms frame of 16 kHz mono ``audio`` (last frame zero-padded).
+
+    The model input (each chunk with its 64 samples of left context) is built per block of
+    ``BLOCK`` frames, never for the whole waveform at once (it would be 1.1x the waveform)."""
     n = int(np.ceil(len(audio) / CHUNK))
     if n == 0:
         return np.zeros(0, np.float32)
-    x = np.zeros(n * CHUNK, np.float32)
-    x[: len(audio)] = audio
-    chunks = x.reshape(n, CHUNK)
-    context = np.zeros((n, CONTEXT), np.float32)
-    context[1:] = chunks[:-1, -CONTEXT:]
-    batched = np.concatenate([context, chunks], axis=1)
     names = {i.name for i in session.get_inputs()}
+    probs = np.empty(n, np.float32)
     if {"h", "c"} <= names:  # faster-whisper's batched export
         h = np.zeros((1, 1, 128), np.float32)
         c = np.zeros((1, 1, 128), np.float32)
-        out = []
-        for i in range(0, n, 10_000):
-            p, h, c = session.run(None, {"input": batched[i : i + 10_000], "h": h, "c": c})
-            out.append(np.asarray(p).reshape(-1))
-        return np.concatenate(out).astype(np.float32)
+        for i in range(0, n, BLOCK):  # the block is built inside the call: one block alive at a time
+            p, h, c = session.run(None, {"input": _model_inputs(audio, i, min(n, i + BLOCK)), "h": h, "c": c})
+            probs[i : i + BLOCK] = np.asarray(p).reshape(-1)
+        return probs
     if "state" in names:  # the silero-vad package's streaming export
         state = np.zeros((2, 1, 128), np.float32)
         sr = np.array(SAMPLE_RATE, np.int64)
-        probs = np.empty(n, np.float32)
-        for i in range(n):
-            p, state = session.run(None, {"input": batched[i : i + 1], "state": state, "sr": sr})
-            probs[i] = float(np.asarray(p).reshape(-1)[0])
+        for k in range(n):
+            if k % BLOCK == 0:
+                x = None  # free the previous block before building the next: one alive at a time
+                x = _model_inputs(audio, k, min(n, k + BLOCK))
+            p, state = session.run(None, {"input": x[k % BLOCK : k % BLOCK + 1], "state": state, "sr": sr})
+            probs[k] = float(np.asarray(p).reshape(-1)[0])
         return probs
     raise ValueError(f"unrecognised silero ONNX inputs {sorted(names)}")
+
+
+BLOCK = 10_000  # VAD frames per model call: 320 s of audio, 23 MB of input
+
+
+def _model_inputs(audio: np.ndarray, i0: int, i1: int) -> np.ndarray:
+    """(i1 - i0, CONTEXT + CHUNK): frames i0..i1-1, each after the last CONTEXT samples of the
+    frame before (zeros before the first frame and past the end of the audio)."""
+    x = np.zeros((i1 - i0, CONTEXT + CHUNK), np.float32)
+    body = audio[i0 * CHUNK : i1 * CHUNK]
+    full = len(body) // CHUNK
+    x[:full, CONTEXT:] = body[: full * CHUNK].reshape(full, CHUNK)
+    rest = body[full * CHUNK :]
+    if len(rest):  # the last frame, zero-padded
+        x[full, CONTEXT : CONTEXT + len(rest)] = rest
+    x[1:, :CONTEXT] = x[:-1, -CONTEXT:]
+    if i0:
+        x[0, :CONTEXT] = audio[i0 * CHUNK - CONTEXT : i0 * CHUNK]
+    return x
 
 
 def speech_regions(
