@@ -24,7 +24,7 @@ class VisionParams:
     # face detection / tracking
     det_size: int = 320
     det_thresh: float = 0.3  # SCRFD floor: low-score boxes feed ByteTrack's second association only
-    det_fps: float = 3.0
+    det_fps: float = 4.0
     mouth_fps: float = 8.0
     track_high: float = 0.5
     track_new: float = 0.6
