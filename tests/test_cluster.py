@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from pathlib import Path
 
 import polars as pl
 
@@ -55,25 +54,6 @@ def _step_windows(events, step_key: str) -> tuple[float, float]:
     return times["STEP_START"], times["STEP_SUCCESS"]
 
 
-def _reap_compute_log_tails(dagster_home: Path, wait_s: float = 5.0) -> list[str]:
-    """The ``tail -F`` processes still following a compute log of ``dagster_home``, ended.
-    Dagster's LocalComputeLogManager starts one per step and stream in the step's process (here
-    a Dask worker), ends it when the step's capture ends, and leaves a watcher that ends it if
-    that process dies first; the watcher polls once a second, so this waits a few seconds
-    before it ends what is left (only this test's: they name its DAGSTER_HOME)."""
-    import psutil
-
-    deadline = time.time() + wait_s
-    while True:
-        tails = [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [])[:2] == ["tail", "-F"] and any(str(dagster_home) in c for c in p.info["cmdline"])]
-        if not tails or time.time() > deadline:
-            break
-        time.sleep(0.5)
-    for p in tails:
-        p.terminate()
-    return [" ".join(p.info["cmdline"]) for p in tails]
-
-
 def test_two_batches_at_once_on_dask_over_s3(tmp_path, ingest_inputs, demo_corpus_dir, shipped_models, moto_endpoint, monkeypatch):
     from dask.distributed import LocalCluster
 
@@ -81,7 +61,14 @@ def test_two_batches_at_once_on_dask_over_s3(tmp_path, ingest_inputs, demo_corpu
     monkeypatch.setenv("SPEAKERLAKE_LAKE", uri)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # No step log capture: Dagster's local compute log manager follows each step's log with a
+    # `tail -F` started in the step's process, and when a Dask worker is torn down its watcher
+    # can go with it, leaving tails that ignore SIGTERM (seen in CI under load). A deployment
+    # keeps step logs in S3 (deploy/dagster.yaml), which starts no tail.
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\n"
+        "compute_logs:\n  module: dagster._core.storage.noop_compute_log_manager\n  class: NoOpComputeLogManager\n"
+    )
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     batches = {}
     for name, kinds in BATCH_FILES.items():
@@ -117,7 +104,6 @@ def test_two_batches_at_once_on_dask_over_s3(tmp_path, ingest_inputs, demo_corpu
             outcomes = {name: launcher.wait(run_id) for name, run_id in run_ids.items()}
         with cluster.get_client() as client:
             worker_pids = set(client.run(os.getpid).values())
-    assert _reap_compute_log_tails(home) == [], "a `tail -F` of a step's compute log outlived the cluster"
     for name, out in outcomes.items():
         assert out.success, (name, [e.message + str(getattr(getattr(e.dagster_event, "event_specific_data", None), "error", "") or "") for e in out.events if e.level >= 40])
 
