@@ -281,7 +281,7 @@ def local_dask_cluster(workers: int) -> Iterator[str]:
     """
     from dask.distributed import LocalCluster
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, preload=["orchestration.dask_executor"]) as cluster:
         yield cluster.scheduler_address
 
 

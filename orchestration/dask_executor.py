@@ -50,6 +50,19 @@ DASK_EXECUTION_CONFIG = {"execution": {"config": {"cluster": {"existing": {"addr
 POLL_SECONDS = 1.0
 
 
+def dask_setup(worker) -> None:
+    """Worker preload (``dask worker --preload orchestration.dask_executor``; `speakerlake run
+    --workers` passes it): SIGTERM gets back its default action in the worker process.
+
+    A worker started from a process that ignores SIGTERM (a nohup-like launcher, some CI
+    shells) passes the ignore on to every child, and Dagster ends each step's compute-log
+    ``tail -F`` with SIGTERM: ignored, every step then waited about a minute for its tails, and
+    the tails outlived the step."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _run_step_on_worker(recon_job, run_json, run_config, step_key, instance_ref, state_json) -> str:
     """One step on a worker; its events return serialized too (dask cannot size a list of
     Dagster records and warns on every task)."""

@@ -84,7 +84,7 @@ def test_two_batches_at_once_on_dask_over_s3(tmp_path, ingest_inputs, demo_corpu
     monkeypatch.setenv("SPEAKERLAKE_EXECUTOR", "dask")
     instance = _instance()  # the pool of speaker_ids (one slot), as `speakerlake run` sets it
     instance.add_dynamic_partitions(ingest_batches.name, list(batches.values()))
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", preload=["orchestration.dask_executor"]) as cluster:
         # the run config the sensor, the schedule and `speakerlake run` pass on a Dask deployment
         monkeypatch.setenv("SPEAKERLAKE_DASK_SCHEDULER", cluster.scheduler_address)
         cfg = {**execution_config(), "resources": {"lake": {"config": {"location": uri}}}}
