@@ -87,7 +87,8 @@ def test_dagster_dev_shows_the_lake(tmp_path, ingest_inputs, shipped_models):
         assert "insightface" not in by_key["shots"]["kinds"] and "insightface" in by_key["face_tracks"]["kinds"]
         assert "whisperx" in by_key["transcripts"]["kinds"] and "whisperx" not in by_key["speaker_turns"]["kinds"]
         for key, node in by_key.items():
-            if key == "release":  # files, not a table; exported on request (job export_release), not per batch
+            if key in ("release", "lake_maintenance"):  # on request (jobs export_release, maintain_lake), not per batch
+                assert not node["assetMaterializations"], key
                 continue
             if key in ("vidchat_scores", "vidchat_summary"):  # written when predictions are scored (job score_predictions), not per batch
                 assert not node["assetMaterializations"], key
@@ -110,7 +111,7 @@ def test_dagster_dev_shows_the_lake(tmp_path, ingest_inputs, shipped_models):
         repos = _graphql(port, "{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name } schedules { name } } } } }")
         repo = repos["data"]["repositoriesOrError"]["nodes"][0]
         assert {s["name"] for s in repo["sensors"]} == {"new_media_sensor", "refresh_dataset"}
-        assert {s["name"] for s in repo["schedules"]} == {"periodic_scan"}
+        assert {s["name"] for s in repo["schedules"]} == {"periodic_scan", "weekly_lake_maintenance"}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
