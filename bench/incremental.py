@@ -51,7 +51,8 @@ class IncrementalResult:
         return min(self.full_s) / min(self.empty_s)
 
 
-def _cpu() -> float:
+def process_cpu_seconds() -> float:
+    """CPU seconds of this process so far, every thread."""
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 
@@ -65,7 +66,7 @@ def _run_batch(source: Path, lake_uri: str, resources: dict) -> tuple[float, flo
     from orchestration.resources import LakeResource
     from orchestration.sensors import PROCESS_JOB
 
-    t0, c0 = time.perf_counter(), _cpu()
+    t0, c0 = time.perf_counter(), process_cpu_seconds()
     (batch,) = plan_batches(str(source), 100, lake_uri)
     job = build_defs(resources={**resources, "lake": LakeResource(location=lake_uri)}).resolve_job_def(PROCESS_JOB)
     with dg.DagsterInstance.ephemeral() as instance:
@@ -73,7 +74,7 @@ def _run_batch(source: Path, lake_uri: str, resources: dict) -> tuple[float, flo
         result = job.execute_in_process(partition_key=batch, instance=instance, raise_on_error=True)
     if not result.success:
         raise RuntimeError(f"batch {batch} of {lake_uri} failed")
-    return time.perf_counter() - t0, _cpu() - c0
+    return time.perf_counter() - t0, process_cpu_seconds() - c0
 
 
 def _run_retier(lake_uri: str, resources: dict) -> float:

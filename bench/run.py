@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import tempfile
 import time
@@ -39,13 +38,8 @@ import numpy as np
 import polars as pl
 
 from bench.fixed_cost import measure_fixed_cost
-from bench.incremental import measure_incremental
+from bench.incremental import measure_incremental, process_cpu_seconds
 from orchestration.resources import models_from_env
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 class Clock:
@@ -53,9 +47,9 @@ class Clock:
         self.rows: list[dict] = []
 
     def timed(self, video: str, stage: str, step: str, fn, *args, **kwargs):
-        w0, c0 = time.perf_counter(), _cpu()
+        w0, c0 = time.perf_counter(), process_cpu_seconds()
         out = fn(*args, **kwargs)
-        self.add(video, stage, step, time.perf_counter() - w0, _cpu() - c0)
+        self.add(video, stage, step, time.perf_counter() - w0, process_cpu_seconds() - c0)
         return out
 
     def add(self, video: str, stage: str, step: str, wall: float, cpu: float | None = None):
@@ -85,18 +79,18 @@ def bench_video(path: Path, clock: Clock, models, video_name: str | None = None)
     n_frames = clock.timed(vid, "decode", "video frames (PyAV, BGR)", decode_video_frames, path)
     audio = clock.timed(vid, "decode", "audio (PyAV, 16 kHz mono)", decode_audio, path)
 
-    w0, c0 = time.perf_counter(), _cpu()
+    w0, c0 = time.perf_counter(), process_cpu_seconds()
     audio_tables = analyze_audio(vid, path, models.audio)
-    clock.add(vid, "audio", "total", time.perf_counter() - w0, _cpu() - c0)
+    clock.add(vid, "audio", "total", time.perf_counter() - w0, process_cpu_seconds() - c0)
     for step in ("decode", "vad", "diarization", "asr"):
         clock.add(vid, "audio", step, audio_tables.timings.get(step, 0.0))
     if isinstance(audio, np.ndarray) and len(audio):
         clock.timed(vid, "asr model alone", "total", asr_model_alone, audio, models.audio, asr_params(models.audio.settings.asr_language))
 
     v_stats = VisionStats()
-    w0, c0 = time.perf_counter(), _cpu()
+    w0, c0 = time.perf_counter(), process_cpu_seconds()
     vision_tables = analyze_video(vid, path, models.faces, stats=v_stats)
-    clock.add(vid, "vision", "total", time.perf_counter() - w0, _cpu() - c0)
+    clock.add(vid, "vision", "total", time.perf_counter() - w0, process_cpu_seconds() - c0)
     n = max(v_stats.n_frames, 1)
     for step, ms in v_stats.per_frame_ms().items():
         if step != "total":
@@ -104,9 +98,9 @@ def bench_video(path: Path, clock: Clock, models, video_name: str | None = None)
 
     b_stats = BindingStats()
     tables = {**audio_tables, **vision_tables}
-    w0, c0 = time.perf_counter(), _cpu()
+    w0, c0 = time.perf_counter(), process_cpu_seconds()
     binding = analyze_binding(vid, audio if isinstance(audio, np.ndarray) else None, tables, stats=b_stats, media_path=path)
-    clock.add(vid, "binding", "total", time.perf_counter() - w0, _cpu() - c0)
+    clock.add(vid, "binding", "total", time.perf_counter() - w0, process_cpu_seconds() - c0)
     for step in ("sync", "bind", "identity", "listening"):
         clock.add(vid, "binding", step, getattr(b_stats, step))
     clock.timed(vid, "clips", "total", run_clips, vid, path, {**tables, **binding})
