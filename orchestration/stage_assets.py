@@ -91,6 +91,12 @@ def per_video_stage(
         run = run_per_video(context.log, batch_id, name, videos, one, tuple(tables), fingerprint=models.fingerprint(), lake_uri=uri)
         ids = videos["video_id"].to_list()
         stage_meta = {"videos": run.videos, "failed_videos": len(run.failed), "setup_seconds": setup_seconds, "stage_seconds": run.seconds, **{f"reason_{k}": v for k, v in run.reasons.items()}}
+        # a video taken down while this step ran has just been written back: remove it again
+        from assets.operations.execute import reapply_takedowns  # here: assets.operations imports the stages
+
+        if again := reapply_takedowns(lake, video_ids=ids):
+            context.log.warning(f"{name}: {', '.join(again)} recorded while this step ran; the rows it wrote back were removed again")
+            stage_meta["takedowns_reapplied"] = ", ".join(again)
         extra = summary(run) if summary else {}
         for t in tables:
             yield dg.MaterializeResult(asset_key=t, metadata={**materialization_metadata(t, run.frames[t], lake.count(t)), **stage_meta, **extra.get(t, {})})

@@ -157,6 +157,69 @@ def test_video_takedown_removes_every_derived_row_and_file_blocks_reingest_and_v
     assert not list(Path(uri, "raw", vid[:2]).glob(f"{vid}*"))
 
 
+# ---------------------------------------------------------------- a takedown while a step runs
+def _materialize(assets, uri: str, batch: str | None = None, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+    instance = dg.DagsterInstance.ephemeral()
+    if batch:
+        instance.add_dynamic_partitions("ingest_batches", [batch])
+    resources = {**default_resources(), "lake": LakeResource(location=uri)}
+    return dg.materialize(assets, partition_key=batch, instance=instance, resources=resources, run_config=run_config)
+
+
+def test_a_video_taken_down_while_its_stage_runs_is_removed_again_after_the_stage_writes(clean_lake, tmp_path, monkeypatch):
+    """The binding step reads the video, the takedown lands while it works, then the step
+    writes the video's rows back: the step applies the takedown again after its writes."""
+    from assets.binding import assets as binding_assets
+
+    uri = _copy_lake(clean_lake, tmp_path / "lake")
+    vid = _conv_a(uri)
+    batch = lake_io.read("videos", uri, video_ids=[vid])["batch_id"][0]
+    analyze = binding_assets.analyze_binding
+
+    def taken_down_midway(video_id, *args, **kwargs):
+        out = analyze(video_id, *args, **kwargs)
+        if video_id == vid:
+            take_down(LakeResource(location=uri), "video", vid, reason="during the step", releases=[])
+            assert lake_rows_naming(uri, vid) == {}
+        return out
+
+    monkeypatch.setattr(binding_assets, "analyze_binding", taken_down_midway)
+    result = _materialize([binding_assets.binding], uri, batch, {"ops": {"binding": {"config": {"video_ids": [vid]}}}})
+
+    assert result.success
+    assert lake_rows_naming(uri, vid) == {}  # bindings, sync scores, its status row: none came back
+    meta = result.asset_materializations_for_node("binding")[0].metadata
+    assert meta["takedowns_reapplied"].value == f"video:{vid}"
+
+
+def test_a_speaker_taken_down_while_speaker_ids_runs_is_not_written_back(clean_lake, tmp_path, monkeypatch):
+    """speaker_ids computes its update (holding the speaker), the speaker is taken down, then
+    the update's MERGE writes the speaker and its assignments back: applied again after it."""
+    from assets.binding import assets as binding_assets
+
+    uri = _copy_lake(clean_lake, tmp_path / "lake")
+    vid = _conv_a(uri)
+    spk = lake_io.read("speaker_assignments", uri, video_ids=[vid])["speaker_id"].drop_nulls()[0]
+    # the video's binding is newer than its ids: speaker_ids has it to do
+    lake_io.delete_where("stage_status", f"stage = 'speaker_ids' AND video_id = '{vid}'", uri)
+    compute = binding_assets.compute_speaker_update
+
+    def taken_down_midway(lake, video_ids, threshold):
+        update = compute(lake, video_ids, threshold)
+        assert spk in update.speakers["speaker_id"].to_list()
+        take_down(lake, "speaker", spk, reason="during the step", releases=[])
+        return update
+
+    monkeypatch.setattr(binding_assets, "compute_speaker_update", taken_down_midway)
+    result = _materialize([binding_assets.speaker_ids], uri)
+
+    assert result.success
+    assert lake_rows_naming(uri, spk) == {}
+    meta = result.asset_materializations_for_node("speaker_ids")[0].metadata
+    assert meta["takedowns_reapplied"].value == f"speaker:{spk}"
+    assert not lake_io.read("speaker_assignments", uri, video_ids=[vid]).is_empty()  # the other person keeps an id
+
+
 # ---------------------------------------------------------------- speaker takedown and face blocking
 def _later_video_of(units: pl.DataFrame, clips: pl.DataFrame, quality: pl.DataFrame, new_vid: str) -> dict[str, pl.DataFrame]:
     """The same identity units (their real ArcFace embeddings) and clips in a new video: a

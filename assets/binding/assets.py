@@ -147,7 +147,12 @@ def speaker_ids(context: dg.AssetExecutionContext, lake: LakeResource, models: M
     for (batch,), ids in pl.DataFrame({"video_id": todo, "batch_id": [batches[v] for v in todo]}, schema={"video_id": pl.String, "batch_id": pl.String}).group_by(["batch_id"]):
         previous = status.filter((pl.col("stage") == SPEAKER_IDS_STAGE) & pl.col("video_id").is_in(ids["video_id"]))
         lake.write("stage_status", status_rows(batch, SPEAKER_IDS_STAGE, models.fingerprint(), {v: done[v] for v in ids["video_id"]}, previous))
-    common = {"videos": len(todo), "unassigned_units": update.unassigned.height, "speakers_removed": len(update.removed)}
+    # a takedown recorded after the reads above is undone by these writes: apply it again
+    from assets.operations.execute import reapply_takedowns  # here: it imports this module
+
+    if again := reapply_takedowns(lake, video_ids=todo, speaker_tables=True):
+        context.log.warning(f"speaker_ids: {', '.join(again)} recorded while this step ran; the rows it wrote back were removed again")
+    common = {"videos": len(todo), "unassigned_units": update.unassigned.height, "speakers_removed": len(update.removed), **({"takedowns_reapplied": ", ".join(again)} if again else {})}
     yield dg.MaterializeResult(asset_key="speaker_assignments", metadata={**materialization_metadata("speaker_assignments", update.assignments, lake.count("speaker_assignments")), **common})
     yield dg.MaterializeResult(asset_key="speakers", metadata={**materialization_metadata("speakers", update.speakers, lake.count("speakers")), **common})
     yield from key_check_results("speaker_assignments", lake.scan("speaker_assignments").filter(pl.col("video_id").is_in(todo)).select("video_id", "unit").collect())

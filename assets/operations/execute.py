@@ -104,6 +104,54 @@ def release_shard_samples(target: ReleaseTarget, manifest: dict) -> int:
         return len({name.split(".", 1)[0] for name in tar.getnames()})
 
 
+def purge_rows(lake: LakeResource, kind: str, target_id: str) -> dict[str, int]:
+    """Delete every row derived from ``target_id`` from every table (rows deleted per table);
+    for a video, the speakers its identity units were members of get their centroids
+    recomputed from the remaining members."""
+    removal = _removal(lake, kind, target_id)
+    speaker_update = None
+    if kind == "video":
+        touched = sorted(set(lake.read("speaker_assignments", video_ids=[target_id])["speaker_id"].drop_nulls().to_list()))
+        speaker_update = drop_videos([target_id], lake.read("speakers"), cluster_members(lake, touched), threshold=threshold("speaker_id_cos"))
+    removed = {}
+    for table in purged_tables():
+        where = predicate(table, removal)
+        if where:
+            removed[table] = lake.delete_where(table, where)
+    if speaker_update is not None:
+        write_speaker_update(lake, speaker_update)
+    return removed
+
+
+def reapply_takedowns(lake: LakeResource, *, video_ids: list[str] = (), speaker_tables: bool = False) -> list[str]:
+    """Take down again what a step wrote back while a takedown ran; returns those takedown ids.
+
+    A step reads its inputs, works, then writes: a takedown recorded and purged in between
+    is undone by that write (a per-video stage rewrites the video's rows; `speaker_ids` MERGEs
+    the speakers and assignments it computed from what it read). Each such step calls this
+    after its writes. The takedown record is written before the purge, so whichever of the two
+    commits last, the target's rows end up removed. ``video_ids``: the videos the step wrote;
+    ``speaker_tables``: the step wrote ``speakers`` / ``speaker_assignments``. The records are
+    a small table; the check reads only the matching keys."""
+    records = lake.scan(RECORD_TABLE).select("kind", "target_id").collect()
+    if records.is_empty():
+        return []
+    taken_videos = records.filter(pl.col("kind") == "video")["target_id"].to_list()
+    taken_speakers = records.filter(pl.col("kind") == "speaker")["target_id"].to_list()
+    videos = set(taken_videos) & set(video_ids)
+    speakers: set[str] = set()
+    if speaker_tables:
+        assignments = lake.scan("speaker_assignments").filter(pl.col("video_id").is_in(taken_videos) | pl.col("speaker_id").is_in(taken_speakers))
+        back = assignments.select("video_id", "speaker_id").collect()
+        videos |= set(back["video_id"].to_list()) & set(taken_videos)
+        speakers |= set(back["speaker_id"].drop_nulls().to_list()) & set(taken_speakers)
+        speakers |= set(lake.scan("speakers").filter(pl.col("speaker_id").is_in(taken_speakers)).select("speaker_id").collect()["speaker_id"].to_list())
+    again = [("video", v) for v in sorted(videos)] + [("speaker", s) for s in sorted(speakers)]
+    for kind, target in again:
+        purge_rows(lake, kind, target)
+    return [takedown_id(kind, target) for kind, target in again]
+
+
 def take_down(lake: LakeResource, kind: str, target_id: str, *, reason: str = "", releases: list[str] | None = None) -> TakedownReport:
     """Remove ``target_id`` (a video_id or speaker_id) and every row derived from it from every
     table, delete a video's raw media, purge it from each release target in ``releases``
@@ -112,22 +160,13 @@ def take_down(lake: LakeResource, kind: str, target_id: str, *, reason: str = ""
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: expected one of {KINDS}")
     record, raw_uris = _record(lake, kind, target_id)
-    removal = _removal(lake, kind, target_id)
-    speaker_update = None
-    if kind == "video":
-        # the clusters the video's units were in lose them (recomputed centroids, maybe renamed)
-        touched = sorted(set(lake.read("speaker_assignments", video_ids=[target_id])["speaker_id"].drop_nulls().to_list()))
-        speaker_update = drop_videos([target_id], lake.read("speakers"), cluster_members(lake, touched), threshold=threshold("speaker_id_cos"))
     report = TakedownReport(takedown_id(kind, target_id))
     row = {"takedown_id": report.takedown_id, "kind": kind, "target_id": target_id, **record, "reason": reason, "requested_at": datetime.now(timezone.utc)}
-    # recorded first: if the takedown dies part-way, later ingests and tiers already keep it out
+    # recorded first: if the takedown dies part-way, later ingests and tiers already keep it out,
+    # and a step that writes the target's rows back after this point removes them again
+    # (`reapply_takedowns`)
     lake.write(RECORD_TABLE, TABLES[RECORD_TABLE].frame([row]))
-    for table in purged_tables():
-        where = predicate(table, removal)
-        if where:
-            report.rows_removed[table] = lake.delete_where(table, where)
-    if speaker_update is not None:
-        write_speaker_update(lake, speaker_update)
+    report.rows_removed = purge_rows(lake, kind, target_id)
     for uri in raw_uris:
         if lake_io.delete_uri(uri):
             report.files_removed.append(uri)
