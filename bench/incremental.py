@@ -59,35 +59,20 @@ def process_cpu_seconds() -> float:
 
 def _run_batch(source: Path, lake_uri: str, resources: dict) -> tuple[float, float]:
     """Plan ``source`` as one new batch of ``lake_uri`` and run ``process_batch`` on it in this process; (wall, CPU) seconds."""
-    import dagster as dg
-
     from assets.ingest.planning import plan_batches
-    from orchestration.definitions import build_defs
-    from orchestration.resources import LakeResource
-    from orchestration.sensors import PROCESS_JOB
+    from orchestration.inprocess import run_batches
 
     t0, c0 = time.perf_counter(), process_cpu_seconds()
     (batch,) = plan_batches(str(source), 100, lake_uri)
-    job = build_defs(resources={**resources, "lake": LakeResource(location=lake_uri)}).resolve_job_def(PROCESS_JOB)
-    with dg.DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions("ingest_batches", [batch])
-        result = job.execute_in_process(partition_key=batch, instance=instance, raise_on_error=True)
-    if not result.success:
-        raise RuntimeError(f"batch {batch} of {lake_uri} failed")
+    run_batches([batch], lake_uri, resources)
     return time.perf_counter() - t0, process_cpu_seconds() - c0
 
 
 def _run_retier(lake_uri: str, resources: dict) -> float:
-    import dagster as dg
-
-    from assets.tiers.assets import RETIER_JOB
-    from orchestration.definitions import build_defs
-    from orchestration.resources import LakeResource
+    from orchestration.inprocess import run_retier
 
     t0 = time.perf_counter()
-    job = build_defs(resources={**resources, "lake": LakeResource(location=lake_uri)}).resolve_job_def(RETIER_JOB)
-    with dg.DagsterInstance.ephemeral() as instance:
-        job.execute_in_process(instance=instance, raise_on_error=True)
+    run_retier(lake_uri, resources)
     return time.perf_counter() - t0
 
 

@@ -198,13 +198,13 @@ def inbox(demo_corpus_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def clean_lake(inbox, tmp_path_factory, shipped_models) -> str:
-    """The whole pipeline (`speakerlake run`) on ``inbox``, once per session: tests/test_pipeline.py
-    and tests/test_clips.py read it (a rerun there must leave the same tables)."""
-    import subprocess
-    import sys
+    """The whole pipeline on ``inbox``, once per session, in the test process
+    (orchestration/inprocess.py: no process start-up, models loaded once per session):
+    tests/test_pipeline.py and tests/test_clips.py read it. `speakerlake run` itself, fresh and
+    killed, multiprocess and in-process, is run by tests/test_pipeline.py, whose runs must end
+    with these very tables."""
+    from orchestration.inprocess import run_pipeline
 
     uri = str(tmp_path_factory.mktemp("clean") / "lake")
-    repo = Path(__file__).resolve().parent.parent
-    p = subprocess.run([sys.executable, "-m", "orchestration.cli", "run", str(inbox), "--lake", uri], cwd=repo, capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    run_pipeline(inbox, uri)
     return uri

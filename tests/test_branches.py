@@ -329,8 +329,8 @@ def speaker_person(turns: pl.DataFrame, gt: dict) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def dialogue_lake(demo_corpus_dir, tmp_path_factory, shipped_models) -> str:
-    """The whole pipeline on conv_b and conv_long (in the test process: tests/inprocess.py)."""
-    from tests.inprocess import run_pipeline
+    """The whole pipeline on conv_b and conv_long (in the test process: orchestration/inprocess.py)."""
+    from orchestration.inprocess import run_pipeline
 
     inbox = tmp_path_factory.mktemp("dialogue_inbox")
     for name in ("conv_b", "conv_long"):

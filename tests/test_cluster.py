@@ -22,9 +22,14 @@ from orchestration.partitions import ingest_batches
 from orchestration.sensors import PROCESS_JOB
 from orchestration.tables import TABLES
 from tests.conftest import _use_s3
+from tests.media_factory import reencode
 
-# each batch: a real conversation of the demo corpus (20-24 s) and a file ingest must reject
+# each batch: the first seconds of a real video of the demo corpus (conv_a: a two-shot where
+# both speak, then one of them; mono: one lecturer) and a file ingest must reject. The test is
+# about where the steps run and what they write, not about the footage: 8 s each is enough to
+# fill every table in FILLED.
 BATCH_FILES = {"a": ("conv_a", "empty_file"), "b": ("mono", "not_a_video")}
+DEMO_SECONDS = 8.0
 REJECTED = {"a": "empty_file", "b": "not_a_video"}
 HOLDER = "test-holds-the-speaker-ids-slot"  # a run id no run has
 # tables every stage must fill for such a video: the test is about rows, so there must be some
@@ -75,8 +80,10 @@ def test_two_batches_at_once_on_dask_over_s3(tmp_path, ingest_inputs, demo_corpu
         src = tmp_path / f"inbox_{name}"
         src.mkdir()
         for k in kinds:
-            path = ingest_inputs.get(k) or demo_corpus_dir / f"{k}.mp4"
-            shutil.copyfile(path, src / path.name)
+            if k in ingest_inputs:
+                shutil.copyfile(ingest_inputs[k], src / ingest_inputs[k].name)
+            else:
+                reencode(demo_corpus_dir / f"{k}.mp4", src / f"{k}.mp4", seconds=DEMO_SECONDS, audio_wav=demo_corpus_dir / f"{k}.mp4")
         [batches[name]] = plan_batches(str(src), 10, uri)
 
     # Workers, the code server and the run processes take their settings from the environment
