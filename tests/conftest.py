@@ -208,3 +208,17 @@ def clean_lake(inbox, tmp_path_factory, shipped_models) -> str:
     uri = str(tmp_path_factory.mktemp("clean") / "lake")
     run_pipeline(inbox, uri)
     return uri
+
+
+def materialize_batch(assets, lake_uri: str, batch: str | None = None, run_config: dict | None = None):
+    """``dg.materialize`` of ``assets`` on ``lake_uri`` (the environment's model settings), for
+    ingest batch ``batch`` (registered on a fresh ephemeral instance) or unpartitioned."""
+    import dagster as dg
+
+    from orchestration.resources import LakeResource, default_resources
+
+    instance = dg.DagsterInstance.ephemeral()
+    if batch:
+        instance.add_dynamic_partitions("ingest_batches", [batch])
+    resources = {**default_resources(), "lake": LakeResource(location=lake_uri)}
+    return dg.materialize(assets, partition_key=batch, instance=instance, resources=resources, run_config=run_config)

@@ -197,17 +197,13 @@ def test_clips_stay_inside_shots_and_lengths(demo_clips):
 
 
 def test_rerun_of_the_clips_stage_keeps_the_ids(clean_lake, demo_clips, shipped_models):
-    import dagster as dg
-
     from assets.clips.assets import clips as clips_asset
     from orchestration import lake
-    from orchestration.resources import LakeResource, models_from_env
+    from tests.conftest import materialize_batch
 
     before = demo_clips["all_clips"].sort("clip_id")
     batch = demo_clips["video"]["batch_id"]
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("ingest_batches", [batch])
-    res = dg.materialize([clips_asset], partition_key=batch, instance=instance, resources={"lake": LakeResource(location=clean_lake), "models": models_from_env()})
+    res = materialize_batch([clips_asset], clean_lake, batch)
     assert res.success
     checks = {e.check_name: e.passed for e in res.get_asset_check_evaluations()}
     assert checks == {n: True for n in ("clips_key_unique", "clips_key_not_null", "clips_failed_share", "clips_duration_in_range", "clips_inside_one_shot")}

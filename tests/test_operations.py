@@ -32,7 +32,7 @@ from orchestration.cli import main, run_sql
 from orchestration.resources import LakeResource, default_resources
 from orchestration.tables import TABLES
 from orchestration.thresholds import threshold
-from tests.conftest import _use_s3
+from tests.conftest import _use_s3, materialize_batch
 
 
 # ---------------------------------------------------------------- helpers
@@ -148,9 +148,7 @@ def test_video_takedown_removes_every_derived_row_and_file_blocks_reingest_and_v
     src.mkdir()
     shutil.copyfile(inbox / "conv_a.mp4", src / "reupload.mp4")
     [batch] = plan_batches(str(src), max_files=10, lake_uri=uri)
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("ingest_batches", [batch])
-    assert dg.materialize([ingest_assets.ingest], partition_key=batch, instance=instance, resources=default_resources()).success
+    assert materialize_batch([ingest_assets.ingest], uri, batch).success
     reject = lake_io.read("rejects", uri).filter(pl.col("batch_id") == batch)
     assert reject.select("video_id", "reason").rows() == [(vid, "taken_down")]
     assert lake_io.read("videos", uri).filter(pl.col("video_id") == vid).is_empty()
@@ -158,14 +156,6 @@ def test_video_takedown_removes_every_derived_row_and_file_blocks_reingest_and_v
 
 
 # ---------------------------------------------------------------- a takedown while a step runs
-def _materialize(assets, uri: str, batch: str | None = None, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-    instance = dg.DagsterInstance.ephemeral()
-    if batch:
-        instance.add_dynamic_partitions("ingest_batches", [batch])
-    resources = {**default_resources(), "lake": LakeResource(location=uri)}
-    return dg.materialize(assets, partition_key=batch, instance=instance, resources=resources, run_config=run_config)
-
-
 def test_a_video_taken_down_while_its_stage_runs_is_removed_again_after_the_stage_writes(clean_lake, tmp_path, monkeypatch):
     """The binding step reads the video, the takedown lands while it works, then the step
     writes the video's rows back: the step applies the takedown again after its writes."""
@@ -184,7 +174,7 @@ def test_a_video_taken_down_while_its_stage_runs_is_removed_again_after_the_stag
         return out
 
     monkeypatch.setattr(binding_assets, "analyze_binding", taken_down_midway)
-    result = _materialize([binding_assets.binding], uri, batch, {"ops": {"binding": {"config": {"video_ids": [vid]}}}})
+    result = materialize_batch([binding_assets.binding], uri, batch, {"ops": {"binding": {"config": {"video_ids": [vid]}}}})
 
     assert result.success
     assert lake_rows_naming(uri, vid) == {}  # bindings, sync scores, its status row: none came back
@@ -211,7 +201,7 @@ def test_a_speaker_taken_down_while_speaker_ids_runs_is_not_written_back(clean_l
         return update
 
     monkeypatch.setattr(binding_assets, "compute_speaker_update", taken_down_midway)
-    result = _materialize([binding_assets.speaker_ids], uri)
+    result = materialize_batch([binding_assets.speaker_ids], uri)
 
     assert result.success
     assert lake_rows_naming(uri, spk) == {}

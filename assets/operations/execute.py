@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
@@ -123,7 +124,7 @@ def purge_rows(lake: LakeResource, kind: str, target_id: str) -> dict[str, int]:
     return removed
 
 
-def reapply_takedowns(lake: LakeResource, *, video_ids: list[str] = (), speaker_tables: bool = False) -> list[str]:
+def reapply_takedowns(lake: LakeResource, *, video_ids: Sequence[str] = (), speaker_tables: bool = False) -> list[str]:
     """Take down again what a step wrote back while a takedown ran; returns those takedown ids.
 
     A step reads its inputs, works, then writes: a takedown recorded and purged in between
