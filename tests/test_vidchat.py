@@ -388,3 +388,25 @@ def test_vidchat_eval_is_a_job_outside_the_batch():
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"vidchat_scores", "vidchat_summary"}
     batch = {k.to_user_string() for k in defs.resolve_job_def("process_batch").asset_layer.executable_asset_keys}
     assert not batch & {"vidchat_scores", "vidchat_summary"}
+
+
+@pytest.mark.parametrize("n,m,d", [(40, 50, 256), (60, 80, 16)])
+def test_frechet_distance_equals_pytorch_fid(n, m, d):
+    """Fewer samples than dimensions (the sample form) and more (pytorch-fid itself) give
+    pytorch-fid's distance; a set against itself is 0."""
+    import contextlib
+    import io
+    import warnings
+
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    from assets.vidchat.features import frechet_distance
+
+    rng = np.random.default_rng(3)
+    a = np.abs(rng.standard_normal((n, d)))  # ReLU-like features, as Inception's pool output
+    b = 0.8 * np.abs(rng.standard_normal((m, d))) + 0.05
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = float(calculate_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)))
+    assert frechet_distance(a, b) == pytest.approx(want, rel=1e-5)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)

@@ -22,7 +22,11 @@ do not ship; unset, the metric is reported skipped with the setting to configure
   mean-pooled over the attention mask and L2-normalised; the paper uses CLIP text distance.
 
 Fréchet distance: pytorch-fid's ``calculate_frechet_distance`` (scipy ``sqrtm``, the stable
-version with a diagonal offset for singular products).
+version with a diagonal offset for singular products) when both sets hold more samples than
+dimensions. With fewer (a small lake: 2048-d Inception features of a few hundred frames) the
+covariances have rank below d and the same distance is computed exactly from the samples:
+Tr sqrt(S1 S2) is the nuclear norm of Xc1 Xc2^T / sqrt((n-1)(m-1)) (Xc: centred samples), an
+n x m problem instead of a d x d matrix square root (about 15 s per distance at d = 2048).
 """
 
 from __future__ import annotations
@@ -236,6 +240,9 @@ def embed_texts(models: TextModels, texts: list[str]) -> np.ndarray:
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance of Gaussians fitted to feature sets ``a`` [n, d] and ``b`` [m, d] (n, m >= 2);
     rounding below 0 (equal sets) reads 0."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if max(len(a), len(b)) <= a.shape[1]:
+        return max(0.0, _frechet_from_samples(a, b))
     from pytorch_fid.fid_score import calculate_frechet_distance
     from scipy.linalg import LinAlgWarning
 
@@ -244,3 +251,14 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore", LinAlgWarning)
         return max(0.0, float(calculate_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))))
+
+
+def _frechet_from_samples(a: np.ndarray, b: np.ndarray) -> float:
+    """|mu_a - mu_b|^2 + Tr S_a + Tr S_b - 2 Tr sqrt(S_a S_b) with the sample covariances
+    S = Xc^T Xc / (n - 1): the nonzero eigenvalues of S_a S_b are those of C C^T / ((n-1)(m-1)),
+    C = Xc_a Xc_b^T, so Tr sqrt(S_a S_b) is C's nuclear norm over sqrt((n-1)(m-1))."""
+    n, m = len(a), len(b)
+    ac, bc = a - a.mean(0), b - b.mean(0)
+    diff = a.mean(0) - b.mean(0)
+    tr_sqrt = float(np.linalg.svd(ac @ bc.T, compute_uv=False).sum()) / np.sqrt((n - 1) * (m - 1))
+    return float(diff @ diff + (ac * ac).sum() / (n - 1) + (bc * bc).sum() / (m - 1) - 2.0 * tr_sqrt)
