@@ -417,12 +417,12 @@ def test_words_take_the_speaker_of_the_turn_they_overlap_most():
 
 
 @pytest.mark.parametrize("name", ["conv_a", "conv_b", "mono"])
-def test_demo_corpus_turns_are_recovered(audio_env, demo_corpus_dir, name):
+def test_demo_corpus_turns_are_recovered(demo_analysis, demo_corpus_dir, name):
     """The composed demo conversations: speaker count right and DER (0.25 s collar) <= 15 %.
 
     conv_b is the holdout video (not used to tune any threshold)."""
     gt = json.loads((demo_corpus_dir / f"{name}.json").read_text())
-    result = analyze_audio(name, demo_corpus_dir / f"{name}.mp4", audio_env)
+    result, _ = demo_analysis.audio(name)  # conftest: the outputs tests/test_binding.py binds
     reference = [(t["start"], t["end"], t["person"]) for t in gt["turns"]]
     hypothesis = turns_of(result["speaker_turns"])
     assert len({s for _, _, s in hypothesis}) == len(gt["people"])
@@ -562,9 +562,9 @@ def test_spliced_window_times_map_back_to_the_file():
 
 
 @pytest.fixture(scope="module")
-def conv_long(audio_env, demo_corpus_dir):
+def conv_long(demo_analysis, demo_corpus_dir):
     gt = json.loads((demo_corpus_dir / "conv_long.json").read_text())
-    return gt, analyze_audio("conv_long", demo_corpus_dir / "conv_long.mp4", audio_env), demo_corpus_dir / "conv_long.mp4"
+    return gt, demo_analysis.audio("conv_long")[0], demo_corpus_dir / "conv_long.mp4"
 
 
 def test_long_conversation_every_turn_gets_words(conv_long):

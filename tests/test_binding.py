@@ -64,24 +64,20 @@ def params(env) -> BindingParams:
 
 
 @pytest.fixture(scope="module")
-def analyzed(env, corpus, params, stage_models):
-    """name -> {gt, audio, tables (upstream), out (binding), seconds per stage}."""
+def analyzed(env, corpus, params, demo_analysis):
+    """name -> {gt, audio, tables (upstream), out (binding), seconds per stage}; the audio and
+    vision outputs are conftest's ``demo_analysis`` (the ones tests/test_audio.py and
+    tests/test_vision.py score)."""
     from assets.audio.decode import decode_audio
-    from assets.audio.pipeline import analyze_audio
-    from assets.vision import analyze_video
 
-    audio_models, face_models = stage_models.audio, stage_models.faces
     res = {}
     for mp4 in sorted(corpus.glob("*.mp4")):
         name = mp4.stem
         gt = json.loads(mp4.with_suffix(".json").read_text())
         if "transitions" in gt:  # hard footage (off-screen voice, moving listener mouths): tests/test_hard_footage.py
             continue
-        t0 = time.perf_counter()
-        audio_tables = analyze_audio(name, mp4, audio_models)
-        t1 = time.perf_counter()
-        vision = analyze_video(name, mp4, face_models)
-        t2 = time.perf_counter()
+        audio_tables, audio_s = demo_analysis.audio(name)
+        vision, _, vision_s = demo_analysis.vision(name)
         audio = decode_audio(mp4)
         assert isinstance(audio, np.ndarray), audio
         tables = {**audio_tables, **vision}
@@ -89,7 +85,7 @@ def analyzed(env, corpus, params, stage_models):
         t3 = time.perf_counter()
         out = analyze_binding(name, audio, tables, params=params, stats=stats)
         t4 = time.perf_counter()
-        res[name] = {"gt": gt, "audio": audio, "tables": tables, "out": out, "seconds": {"audio": t1 - t0, "vision": t2 - t1, "binding": t4 - t3}, "stats": stats}
+        res[name] = {"gt": gt, "audio": audio, "tables": tables, "out": out, "seconds": {"audio": audio_s, "vision": vision_s, "binding": t4 - t3}, "stats": stats}
     assert {"tune", "holdout"} <= {r["gt"]["split"] for r in res.values()}
     return res
 

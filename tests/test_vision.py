@@ -299,8 +299,9 @@ needs_corpus = pytest.mark.skipif(importlib.util.find_spec("demo.build_corpus") 
 
 
 @pytest.fixture(scope="module")
-def corpus(demo_corpus_dir, models):
-    """The shared demo corpus, with the vision stage run on every video once."""
+def corpus(demo_corpus_dir, demo_analysis):
+    """The shared demo corpus, with the vision stage run on every video once (conftest's
+    ``demo_analysis``: the same outputs tests/test_binding.py scores)."""
     out_dir = demo_corpus_dir
     results = {}
     for video in sorted(out_dir.glob("*.mp4")):
@@ -310,8 +311,7 @@ def corpus(demo_corpus_dir, models):
         t0 = time.perf_counter()
         n_dec = sum(1 for _ in iter_frames(video))
         t_dec = time.perf_counter() - t0
-        stats = VisionStats()
-        res = analyze_video(video.stem, video, models, stats=stats)
+        res, stats, _ = demo_analysis.vision(video.stem)
         results[video.stem] = {"path": video, "gt": gt, "res": res, "stats": stats, "decode_only_s": t_dec, "n_decoded": n_dec}
     assert results, f"no videos built in {out_dir}"
     return results
