@@ -14,7 +14,12 @@ import importlib
 from assets.audio.pyannote_import import import_pyannote_audio
 
 import_pyannote_audio()  # first: whisperx imports pyannote.audio, whose torchcodec probe warns
-for _name in ("torch", "av", "cv2", "onnxruntime", "insightface.app", "faster_whisper", "whisperx", "duckdb", "deltalake"):
+# the stage code imports SciPy, trackers and supervision inside its functions so that a
+# process that only defines the assets starts faster; the step processes get them from here
+for _name in (
+    "torch", "av", "cv2", "onnxruntime", "insightface.app", "faster_whisper", "whisperx", "duckdb", "deltalake",
+    "scipy.signal", "scipy.ndimage", "scipy.optimize", "trackers", "supervision",
+):
     try:
         importlib.import_module(_name)
     except ImportError:

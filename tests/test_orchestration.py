@@ -286,3 +286,13 @@ def test_refresh_dataset_sensor_requests_one_retier_per_finished_batch_unless_on
         waiting = instance.create_run_for_job(defs.resolve_job_def(RETIER_JOB), run_config={}, status=dg.DagsterRunStatus.NOT_STARTED)
         skip = sensor(ctx)
         assert isinstance(skip, dg.SkipReason) and waiting.run_id in skip.skip_message
+
+
+def test_the_code_location_loads_without_the_stage_libraries():
+    """Every Dagster process (code server, run worker, `dagster dev`) imports the definitions;
+    the libraries only a step needs (SciPy, trackers, supervision, scikit-image, torch) are
+    imported by the steps (and preloaded by the multiprocess forkserver, orchestration/
+    step_preload.py), not by the code location. A new module-level import of one fails here."""
+    code = "import sys, orchestration.definitions; print(' '.join(sorted(m for m in ('scipy', 'trackers', 'supervision', 'skimage', 'torch') if m in sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.split() == []

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.optimize import linear_sum_assignment
 
 from orchestration.tables import TABLES
 
@@ -120,6 +119,8 @@ def bind_speakers(video_id: str, speakers: list[str], sync_scores: pl.DataFrame,
                 r = by_pair.get((s, t))
                 if r is not None and r["synced_confidence"] >= min_confidence:
                     cost[i, j] = -r["synced_confidence"] * r["shared_seconds"] / (r["shared_seconds"] + prior_s)
+        from scipy.optimize import linear_sum_assignment  # here: the code location loads without SciPy (envelope.py)
+
         ri, ci = linear_sum_assignment(cost)
         for i, j in zip(ri, ci):
             if cost[i, j] < big:

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from assets.audio import diarization as diar
 from assets.binding.params import BindingParams
@@ -44,6 +43,8 @@ from assets.vision.mouth import mouth_opening, resample
 
 def psnr_ssim(reference: np.ndarray, prediction: np.ndarray, *, psnr_cap_db: float) -> tuple[float, float]:
     """Mean per-frame PSNR (dB, capped) and SSIM of two aligned uint8 frame stacks [n, h, w, 3]."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # here: the code location loads without scikit-image
+
     psnrs, ssims = [], []
     for ref, pred in zip(reference, prediction, strict=True):
         if np.array_equal(ref, pred):  # skimage divides by a zero MSE (inf, with a warning)

@@ -36,15 +36,20 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import supervision as sv
-from scipy.optimize import linear_sum_assignment
-from trackers import ByteTrackTracker
 
 from assets.vision.faces import Detections, LandmarkCrop, detect_faces, embed_face, landmark_crop, landmarks_106_batch, mean_embedding, pose_from_kps
 from assets.vision.models import FaceModels
 from assets.vision.mouth import mouth_opening, resample
+
+if TYPE_CHECKING:
+    from trackers import ByteTrackTracker
+
+# trackers, supervision and SciPy are imported where a shot is tracked, not at module level:
+# the Dagster code location imports this module to define the assets, and every Dagster
+# process (code server, run worker, UI) would otherwise pay their import (about half a second).
 
 
 @dataclass
@@ -73,6 +78,8 @@ def make_bytetrack(cfg: TrackerConfig) -> ByteTrackTracker:
     ``frame_rate`` has no other effect without timestamps. ``minimum_consecutive_frames=2``:
     a one-hit track must be matched at the next keyframe or it is dropped (ByteTrack's
     unconfirmed tracks); its first detection is recovered by :meth:`ShotFaceTracker._track`."""
+    from trackers import ByteTrackTracker
+
     return ByteTrackTracker(
         lost_track_buffer=max(1, -(-cfg.max_gap_frames // cfg.det_step)),
         frame_rate=30.0,
@@ -245,6 +252,9 @@ class ShotFaceTracker:
         """One ByteTrack update: ``(tracker id, detection index)`` of every confirmed track
         matched here, and for each id confirmed here for the first time, the previous
         keyframe's ``(frame, detections, index)`` that started it."""
+        import supervision as sv
+        from scipy.optimize import linear_sum_assignment
+
         out = self.tracker.update(sv.Detections(xyxy=dets.boxes.reshape(-1, 4), confidence=dets.scores, data={"det": np.arange(len(dets))}))
         ids = [int(i) for i in out.tracker_id] if len(out) else []
         idx = [int(i) for i in out.data["det"]] if len(out) else []
