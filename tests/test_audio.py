@@ -467,7 +467,7 @@ def test_an_early_stop_is_decoded_again_until_every_region_has_words():
     regions = [(0.5 + 2.6 * i, 2.5 + 2.6 * i) for i in range(6)]  # six 2 s phrases, 0.6 s pauses
     turns = [("SPEAKER_00", 0.4, regions[-1][1] + 0.1)]
     fake = EarlyStopDecoder(keep_s=3.0)
-    params = asr_mod.AsrParams(language="en")
+    params = replace(asr_params(), language="en")
     result = asr_mod.transcribe(None, np.zeros(16 * SAMPLE_RATE, np.float32), regions, params=params, turns=turns, decoder=fake)
     assert fake.calls[0] == [(0.5, regions[-1][1])]  # one window first, its words stop after 3 s
     assert len(fake.calls) >= 2 and any(a >= 3.0 for call in fake.calls[1:] for a, _ in call)  # the rest decoded again
@@ -482,7 +482,7 @@ def test_an_early_stop_is_decoded_again_until_every_region_has_words():
 def test_an_early_stop_in_running_speech_is_cut_at_a_word_boundary():
     regions = [(0.5, 9.0)]  # no pause to cut at
     fake = EarlyStopDecoder(keep_s=3.0)
-    result = asr_mod.transcribe(None, np.zeros(10 * SAMPLE_RATE, np.float32), regions, params=asr_mod.AsrParams(), decoder=fake)
+    result = asr_mod.transcribe(None, np.zeros(10 * SAMPLE_RATE, np.float32), regions, params=asr_params(), decoder=fake)
     assert result.coverage >= 0.95
     assert [c[0][0] for c in fake.calls[1:]] == sorted(c[0][0] for c in fake.calls[1:])
     assert all(w.start >= 0.5 for s in result.segments for w in s.words)
@@ -491,7 +491,7 @@ def test_an_early_stop_in_running_speech_is_cut_at_a_word_boundary():
 def test_speech_that_never_gets_words_is_recorded_not_dropped():
     regions = [(0.5, 2.5), (3.1, 5.1), (5.7, 7.7)]
     fake = EarlyStopDecoder(keep_s=30.0, mute=((3.0, 5.2),))
-    result = asr_mod.transcribe(None, np.zeros(8 * SAMPLE_RATE, np.float32), regions, params=asr_mod.AsrParams(), decoder=fake)
+    result = asr_mod.transcribe(None, np.zeros(8 * SAMPLE_RATE, np.float32), regions, params=asr_params(), decoder=fake)
     assert result.uncovered and result.uncovered[0][0] >= 3.0 and result.uncovered[-1][1] <= 5.2
     assert sum(b - a for a, b in result.uncovered) > 1.5
     assert 0.55 < result.coverage < 0.8
@@ -504,17 +504,17 @@ def test_speech_that_never_gets_words_is_recorded_not_dropped():
 def test_windows_hold_one_speaker_and_keep_their_quality_fields():
     regions = [(0.5, 4.0), (4.3, 9.0), (9.4, 12.0)]
     turns = [("A", 0.5, 4.0), ("B", 4.3, 6.0), ("A", 6.05, 9.0), ("B", 9.4, 12.0), ("A", 10.0, 10.4)]  # A's backchannel overlaps B
-    windows = asr_mod.asr_windows(regions, turns, params=asr_mod.AsrParams(windowing="turns"))
+    windows = asr_mod.asr_windows(regions, turns, params=replace(asr_params(), windowing="turns"))
     assert [(w.speaker, w.start, w.end) for w in windows] == [("A", 0.5, 4.0), ("B", 4.3, 6.0), ("A", 6.0, 9.0), ("B", 9.4, 12.0)]
-    merged = asr_mod.asr_windows(regions, turns, params=asr_mod.AsrParams(windowing="merged"))
+    merged = asr_mod.asr_windows(regions, turns, params=replace(asr_params(), windowing="merged"))
     assert [(w.start, w.end) for w in merged] == [(0.5, 12.0)]
-    packed = asr_mod.asr_windows(regions, turns, params=asr_mod.AsrParams(windowing="speaker"))
+    packed = asr_mod.asr_windows(regions, turns, params=replace(asr_params(), windowing="speaker"))
     assert [(w.speaker, w.audio_spans) for w in packed] == [("A", ((0.5, 4.0), (6.0, 9.0))), ("B", ((4.3, 6.0), (9.4, 12.0)))]
-    short = asr_mod.asr_windows(regions, turns, params=asr_mod.AsrParams(windowing="speaker", chunk_s=5.0))
+    short = asr_mod.asr_windows(regions, turns, params=replace(asr_params(), windowing="speaker", chunk_s=5.0))
     assert [w.audio_spans for w in short] == [((0.5, 4.0),), ((4.3, 6.0), (9.4, 12.0)), ((6.0, 9.0),)]  # 3.5 + 0.5 + 3.0 > 5 s
 
     fake = EarlyStopDecoder(keep_s=30.0)
-    result = asr_mod.transcribe(None, np.zeros(13 * SAMPLE_RATE, np.float32), regions, params=asr_mod.AsrParams(), turns=turns, decoder=fake)
+    result = asr_mod.transcribe(None, np.zeros(13 * SAMPLE_RATE, np.float32), regions, params=asr_params(), turns=turns, decoder=fake)
     assert fake.calls == [[(0.5, 9.0), (4.3, 12.0)]]  # one decode per speaker
     rows = asr_mod.transcript_rows(result, turns, max_gap_s=1.0)
     by_window = {}
@@ -632,10 +632,10 @@ def test_a_repetition_loop_without_timestamp_tokens_is_decoded_again():
 
     regions = [(0.5, 4.5)]
     fake = LoopOnce(keep_s=30.0)
-    params = asr_mod.AsrParams(timestamps=False)
+    params = replace(asr_params(), timestamps=False)
     result = asr_mod.transcribe(None, np.zeros(5 * SAMPLE_RATE, np.float32), regions, params=params, decoder=fake)
     assert fake.calls == [[(0.5, 4.5)], [(0.5, 4.5)]]  # the whole window again
     assert all(s.compression_ratio < 2.4 and s.window_id == 1 for s in result.segments)
     fake = LoopOnce(keep_s=30.0)
-    asr_mod.transcribe(None, np.zeros(5 * SAMPLE_RATE, np.float32), regions, params=asr_mod.AsrParams(timestamps=True), decoder=fake)
+    asr_mod.transcribe(None, np.zeros(5 * SAMPLE_RATE, np.float32), regions, params=replace(asr_params(), timestamps=True), decoder=fake)
     assert len(fake.calls) == 1  # a timestamped decode would loop the same way: kept, F5 drops it

@@ -87,7 +87,7 @@ def test_listening_spans_take_the_rows_and_the_listener_identity():
 
 
 def test_bbox_is_the_person_box_union_over_the_clip_frames_clipped_to_the_frame():
-    v = VisionParams()
+    v = VisionParams.from_thresholds()
     frames = np.arange(10, 20)
     boxes = np.array([[100, 50, 140, 100]] * 5 + [[600, 300, 640, 350]] * 5, dtype=np.float64)  # the face moves to the corner
     first = clip_bbox(frames, boxes, 10, 15, 640, 360, v)
@@ -132,7 +132,7 @@ def test_clip_rows_ids_speaker_ids_and_people_on_screen():
         "speaker_assignments": frame("speaker_assignments", [{"video_id": "v", "unit": "A", "speaker_id": "spk_a"}, {"video_id": "v", "unit": "track:2", "speaker_id": "spk_2"}]),
     }
     video = {"video_id": "v", "fps": FPS, "width": 640, "height": 360}
-    clips = analyze_clips(video, tables, None, params=ClipParams(3.0, 14.0, 0.2))
+    clips = analyze_clips(video, tables, None, params=ClipParams(3.0, 14.0, 0.2, 0.0))
     got = clips.select("clip_id", "track_id", "is_talking", "speaker_id", "identity_unit", "start_seconds", "end_seconds", "clip_speaker_num", "turn_id", "partner_speaker_local").rows()
     assert got == [
         ("v_t0_000000200", 0, True, "spk_a", "A", 0.2, 7.8, 2, 0, None),  # A's turn minus B's widened edge; tracks 0 and 1 on screen
@@ -141,7 +141,7 @@ def test_clip_rows_ids_speaker_ids_and_people_on_screen():
     ]
     assert clips["sync_offset"].null_count() == 3  # no audio: no sync
     assert clip_id("v", 0, 0.2) == "v_t0_000000200"
-    s = clip_spans(tables, FPS, ClipParams(3.0, 14.0, 0.2))[0]
+    s = clip_spans(tables, FPS, ClipParams(3.0, 14.0, 0.2, 0.0))[0]
     assert speakers_on_screen(s, tables["face_tracks"], {0: "A", 1: "B", 2: "A"}) == 2  # a person whose track broke counts once
 
 

@@ -24,6 +24,7 @@ Metrics:
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import time
 from pathlib import Path
 
@@ -327,7 +328,7 @@ def test_hard_cuts_only_without_the_gradual_setting():
     """shot_gradual_half_window 0 switches the finder off (hard cuts only)."""
     p = VisionParams.from_thresholds()
     assert p.gradual() == GradualParams(p.shot_gradual_half_window, p.shot_gradual_min_change, p.shot_gradual_max_residual, p.shot_gradual_min_mixed, p.shot_fade_level, p.shot_gradual_span_weight)
-    assert VisionParams(shot_gradual_half_window=0).gradual() is None
+    assert replace(VisionParams.from_thresholds(), shot_gradual_half_window=0).gradual() is None
 
 
 @pytest.mark.parametrize("name", HARD)

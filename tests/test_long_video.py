@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 from assets.audio import diarization as diar  # noqa: E402
 from assets.audio import vad as vad_mod  # noqa: E402
 from assets.audio.decode import SAMPLE_RATE, decode_audio  # noqa: E402
-from assets.audio.pipeline import diarization_params, run_vad, vad_params  # noqa: E402
+from assets.audio.pipeline import asr_params, diarization_params, run_vad, vad_params  # noqa: E402
 from tests.test_audio import der  # noqa: E402
 
 MB = 2**20
@@ -195,6 +195,6 @@ def test_asr_decodes_a_long_video_in_bounded_groups_of_windows(monkeypatch):
 
     monkeypatch.setattr(asr_mod.WhisperDecoder, "_decode", decode)
     windows = [((float(i), i + 0.5),) for i in range(10)]
-    out = asr_mod.WhisperDecoder(None, language="en", params=asr_mod.AsrParams(windows_per_call=4))(np.zeros(16_000 * 11, np.float32), windows)
+    out = asr_mod.WhisperDecoder(None, language="en", params=replace(asr_params(), windows_per_call=4))(np.zeros(16_000 * 11, np.float32), windows)
     assert [len(c) for c in calls] == [4, 4, 2]
     assert [segs[0].start for segs in out] == [float(i) for i in range(10)]

@@ -61,19 +61,20 @@ SAMPLE_RATE = 16_000
 
 @dataclass(frozen=True)
 class AsrParams:
-    chunk_s: float = 30.0
-    batch_size: int = 4
-    beam_size: int = 5
-    language: str | None = None  # force the decoding language (None: detect)
-    max_word_gap_s: float = 1.0  # a word may take the nearest turn at most this far away
-    windowing: str = "speaker"  # one speaker per window, turns packed ("turns": one turn each, "merged": both voices)
-    timestamps: bool = True  # first pass with timestamp tokens (re-decodes always use them)
-    min_window_coverage: float = 0.9  # below this a window is decoded again in smaller pieces
-    word_pad_s: float = 0.25  # a word covers VAD speech this far beyond its DTW edges
-    min_piece_s: float = 1.0  # speech pieces shorter than this are not cut further
-    max_rounds: int = 4  # re-decoding rounds at most
-    max_compression_ratio: float = 2.4  # above it a window's text is a repetition loop: decoded again
-    windows_per_call: int = 64  # windows packed into one faster-whisper call (bounds memory on long videos)
+    # no defaults: every value comes from sql/thresholds.csv (assets.audio.pipeline.asr_params), the one place thresholds live
+    chunk_s: float
+    batch_size: int
+    beam_size: int
+    max_word_gap_s: float  # a word may take the nearest turn at most this far away
+    windowing: str  # one speaker per window, turns packed ("turns": one turn each, "merged": both voices)
+    timestamps: bool  # first pass with timestamp tokens (re-decodes always use them)
+    min_window_coverage: float  # below this a window is decoded again in smaller pieces
+    word_pad_s: float  # a word covers VAD speech this far beyond its DTW edges
+    min_piece_s: float  # speech pieces shorter than this are not cut further
+    max_rounds: int  # re-decoding rounds at most
+    max_compression_ratio: float  # above it a window's text is a repetition loop: decoded again
+    windows_per_call: int  # windows packed into one faster-whisper call (bounds memory on long videos)
+    language: str | None = None  # force the decoding language (None: detect); a model setting, not a threshold
 
 
 @dataclass(frozen=True)

@@ -65,16 +65,17 @@ CHUNK_S = 5.0  # the segmentation model's training window
 
 @dataclass(frozen=True)
 class DiarizationParams:
-    step_s: float = 2.5  # segmentation chunk step
-    onset: float = 0.5  # local speaker activation threshold
-    min_embed_s: float = 1.5  # clean seconds needed for a reliable d-vector
-    cluster_threshold: float = 0.75  # stop merging below this centroid cosine
-    max_speakers: int = 6
-    min_speaker_s: float = 2.0  # smaller clusters are folded into their nearest neighbour
-    min_gap_s: float = 0.25  # bridge same-speaker gaps shorter than this
-    min_turn_s: float = 0.2  # drop shorter turns
-    overlap_min_s: float = 0.1  # a turn is flagged ``overlap`` when another speaker shares this much of it
-    cluster_block_items: int = 400  # more reliable local speakers than this: two-stage clustering
+    # no defaults: every value comes from sql/thresholds.csv (assets.audio.pipeline.diarization_params), the one place thresholds live
+    step_s: float  # segmentation chunk step
+    onset: float  # local speaker activation threshold
+    min_embed_s: float  # clean seconds needed for a reliable d-vector
+    cluster_threshold: float  # stop merging below this centroid cosine
+    max_speakers: int
+    min_speaker_s: float  # smaller clusters are folded into their nearest neighbour
+    min_gap_s: float  # bridge same-speaker gaps shorter than this
+    min_turn_s: float  # drop shorter turns
+    overlap_min_s: float  # a turn is flagged ``overlap`` when another speaker shares this much of it
+    cluster_block_items: int  # more reliable local speakers than this: two-stage clustering
 
 
 @dataclass(frozen=True)

@@ -18,26 +18,27 @@ SYNC_SCALE = ("bind_min_confidence", "bind_min_margin", "listen_min_gap", "liste
 
 @dataclass(frozen=True)
 class BindingParams:
-    sync_min_overlap_s: float = 0.75
-    sync_turn_trim_s: float = 0.2
-    sync_max_offset: int = 15
-    sync_smooth_frames: int = 3
-    sync_highpass_s: float = 1.0
-    sync_mouth_floor: float = 0.008
-    sync_plausible_offset: int = 6
-    bind_min_confidence: float = 0.4
-    bind_min_margin: float = 0.2
-    bind_min_evidence_s: float = 1.0
-    bind_prior_s: float = 2.0
-    identity_outlier_cos: float = 0.3
-    identity_same_cos: float = 0.45
-    speaker_id_cos: float = 0.45
-    listen_min_gap: float = 0.25
-    listen_max_sync: float = 0.4
-    listen_asr_min_logprob: float = -1.0
-    listen_min_s: float = 0.5
-    listen_merge_gap_s: float = 0.4
-    decode_max_side: int = 1920  # the vision stage's working size (syncnet face crops)
+    # no defaults: every value comes from sql/thresholds.csv (from_thresholds), the one place thresholds live
+    sync_min_overlap_s: float
+    sync_turn_trim_s: float
+    sync_max_offset: int
+    sync_smooth_frames: int
+    sync_highpass_s: float
+    sync_mouth_floor: float
+    sync_plausible_offset: int
+    bind_min_confidence: float
+    bind_min_margin: float
+    bind_min_evidence_s: float
+    bind_prior_s: float
+    identity_outlier_cos: float
+    identity_same_cos: float
+    speaker_id_cos: float
+    listen_min_gap: float
+    listen_max_sync: float
+    listen_asr_min_logprob: float
+    listen_min_s: float
+    listen_merge_gap_s: float
+    decode_max_side: int  # the vision stage's working size (syncnet face crops)
 
     @classmethod
     def from_thresholds(cls, backend: str = "mouth") -> "BindingParams":

@@ -42,10 +42,11 @@ from orchestration.thresholds import threshold
 
 @dataclass(frozen=True)
 class ClipParams:
-    min_s: float = 3.0
-    max_s: float = 14.0
-    turn_trim_s: float = 0.2
-    turn_join_s: float = 0.0
+    # no defaults: every value comes from sql/thresholds.csv (from_thresholds), the one place thresholds live
+    min_s: float
+    max_s: float
+    turn_trim_s: float
+    turn_join_s: float
 
     @classmethod
     def from_thresholds(cls) -> "ClipParams":

@@ -9,19 +9,20 @@ from orchestration.thresholds import threshold
 
 @dataclass(frozen=True)
 class QualityParams:
-    samples_per_clip: int = 3
-    flow_step_frames: int = 2
-    crop_max_px: int = 256
-    brisque_worst: float = 100.0
-    blur_half_var: float = 150.0
-    motion_cuts: tuple[float, float, float, float] = (0.15, 0.4, 1.0, 2.5)
-    framing_close_up_min: float = 0.3
-    framing_medium_min: float = 0.12
-    facing_front_max_yaw: float = 20.0
-    facing_profile_min_yaw: float = 60.0
-    max_new_tokens: int = 48
-    topic_max_chars: int = 4000
-    decode_max_side: int = 1920  # the vision stage's working size (frames and boxes agree)
+    # no defaults: every value comes from sql/thresholds.csv (from_thresholds), the one place thresholds live
+    samples_per_clip: int
+    flow_step_frames: int
+    crop_max_px: int
+    brisque_worst: float
+    blur_half_var: float
+    motion_cuts: tuple[float, float, float, float]
+    framing_close_up_min: float
+    framing_medium_min: float
+    facing_front_max_yaw: float
+    facing_profile_min_yaw: float
+    max_new_tokens: int
+    topic_max_chars: int
+    decode_max_side: int  # the vision stage's working size (frames and boxes agree)
 
     @classmethod
     def from_thresholds(cls) -> "QualityParams":

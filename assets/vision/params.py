@@ -10,41 +10,42 @@ from orchestration.thresholds import setting, threshold
 
 @dataclass(frozen=True)
 class VisionParams:
+    # no defaults: every value comes from sql/thresholds.csv (from_thresholds), the one place thresholds live
     # shots (PySceneDetect)
-    shot_detector: str = "content"
-    shot_threshold: float = 27.0
-    shot_min_frames: int = 15
+    shot_detector: str
+    shot_threshold: float
+    shot_min_frames: int
     # dissolves and fades (0 half window: hard cuts only)
-    shot_gradual_half_window: int = 15
-    shot_gradual_min_change: float = 14.0
-    shot_gradual_max_residual: float = 0.3
-    shot_gradual_min_mixed: int = 4
-    shot_fade_level: float = 12.0
-    shot_gradual_span_weight: float = 0.05
+    shot_gradual_half_window: int
+    shot_gradual_min_change: float
+    shot_gradual_max_residual: float
+    shot_gradual_min_mixed: int
+    shot_fade_level: float
+    shot_gradual_span_weight: float
     # face detection / tracking
-    det_size: int = 320
-    det_thresh: float = 0.3  # SCRFD floor: low-score boxes feed ByteTrack's second association only
-    det_fps: float = 4.0
-    mouth_fps: float = 8.0
-    track_high: float = 0.5
-    track_new: float = 0.6
-    track_match_iou: float = 0.2
-    max_gap_s: float = 0.5
-    min_track_s: float = 0.5
-    min_face_px: float = 20.0
-    embed_interval_s: float = 2.0
-    same_face_cos: float = 0.4  # stitch a new tracker id onto a recently ended track
-    switch_face_cos: float = 0.2  # below this, a track's new embedding means an identity swap
+    det_size: int
+    det_thresh: float  # SCRFD floor: low-score boxes feed ByteTrack's second association only
+    det_fps: float
+    mouth_fps: float
+    track_high: float
+    track_new: float
+    track_match_iou: float
+    max_gap_s: float
+    min_track_s: float
+    min_face_px: float
+    embed_interval_s: float
+    same_face_cos: float  # stitch a new tracker id onto a recently ended track
+    switch_face_cos: float  # below this, a track's new embedding means an identity swap
     # person box rule, in face widths/heights
-    person_width_faces: float = 3.0
-    person_above_faces: float = 0.6
-    person_below_faces: float = 3.0
+    person_width_faces: float
+    person_above_faces: float
+    person_below_faces: float
     # onnxruntime intra-op threads per session (0 = onnxruntime's default)
-    ort_threads: int = 1
+    ort_threads: int
     # face crops per batched 2d106 landmark call
-    landmark_batch: int = 16
+    landmark_batch: int
     # frames are decoded at most this long side (source pixels beyond it are scaled down)
-    decode_max_side: int = 1920
+    decode_max_side: int
 
     @classmethod
     def from_thresholds(cls) -> "VisionParams":
