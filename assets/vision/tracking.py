@@ -59,13 +59,13 @@ class TrackerConfig:
     max_gap_frames: int
     embed_every: int
     min_track_frames: int
-    min_face_px: float = 0.0
-    same_cos: float = 0.4
-    switch_cos: float = 0.2
-    track_high: float = 0.5
-    track_new: float = 0.6
-    match_iou: float = 0.2
-    landmark_batch: int = 16
+    min_face_px: float
+    same_cos: float
+    switch_cos: float
+    track_high: float
+    track_new: float
+    match_iou: float
+    landmark_batch: int
 
 
 def make_bytetrack(cfg: TrackerConfig) -> ByteTrackTracker:
