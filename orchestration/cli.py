@@ -513,20 +513,19 @@ def _apply_project_env() -> None:
     (dagster._cli.utils._inject_local_env_file), so that is what the runs use; this process
     does the same so what it checks and reports matches, and it says when a value of the
     environment is replaced, which would otherwise happen silently in the runs. A ``.env`` in
-    another working directory only fills settings the environment lacks."""
-    from dotenv import dotenv_values, load_dotenv
+    another working directory only fills settings the environment lacks. Values are never
+    printed: a ``.env`` may hold credentials."""
+    from dagster._core.secrets.env_file import get_env_var_dict  # the reader Dagster's processes use
+    from dotenv import load_dotenv
 
     from orchestration.launch import WORKSPACE_YAML
 
-    project = (WORKSPACE_YAML.parent / ".env").resolve()
-    if project.is_file():
-        for key, value in dotenv_values(project).items():
-            if value is None:
-                continue
-            if os.environ.get(key, value) != value:
-                print(f"note: {key} is set in the environment and in {project}; runs use the file's value ({value}), as Dagster does", file=sys.stderr)
-            os.environ[key] = value
-    if Path(".env").is_file() and Path(".env").resolve() != project:
+    project = WORKSPACE_YAML.parent.resolve()
+    for key, value in get_env_var_dict(str(project)).items():
+        if os.environ.get(key, value) != value:
+            print(f"note: {key} is set in the environment and in {project / '.env'}; runs use the file's value, as Dagster does", file=sys.stderr)
+        os.environ[key] = value
+    if Path(".env").is_file() and Path(".env").resolve() != project / ".env":
         load_dotenv(".env", override=False)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -110,14 +112,13 @@ def shipped_models(tmp_path_factory) -> dict[str, str]:
     process a test starts from the code location (a `speakerlake run`) applies that file over
     the environment, so the tests' own in-process runs must use the same settings for the two
     to be compared (CI's clean clone has no ``.env``)."""
-    from dotenv import dotenv_values
+    from dagster._core.secrets.env_file import get_env_var_dict
 
     from demo.shipped_models import shipped_settings
 
     settings = shipped_settings(tmp_path_factory.mktemp("models"))
-    project_env = Path(__file__).resolve().parent.parent / ".env"
-    if project_env.is_file():
-        settings.update({k: v for k, v in dotenv_values(project_env).items() if k in settings and v})
+    project_env = get_env_var_dict(str(Path(__file__).resolve().parent.parent))
+    settings.update({k: v for k, v in project_env.items() if k in settings and v})
     os.environ.update(settings)
     return settings
 
@@ -201,33 +202,25 @@ class DemoAnalysis:
 
     def __init__(self, corpus: Path, models) -> None:
         self.corpus, self.models = corpus, models
-        self._audio: dict[str, tuple[dict, float]] = {}
-        self._vision: dict[str, tuple[dict, object, float]] = {}
 
+    @functools.cache
     def audio(self, name: str) -> tuple[dict, float]:
         """(``analyze_audio`` tables, seconds it took)."""
-        import time
-
         from assets.audio.pipeline import analyze_audio
 
-        if name not in self._audio:
-            t0 = time.perf_counter()
-            tables = analyze_audio(name, self.corpus / f"{name}.mp4", self.models.audio)
-            self._audio[name] = (tables, time.perf_counter() - t0)
-        return self._audio[name]
+        t0 = time.perf_counter()
+        tables = analyze_audio(name, self.corpus / f"{name}.mp4", self.models.audio)
+        return tables, time.perf_counter() - t0
 
+    @functools.cache
     def vision(self, name: str) -> tuple[dict, object, float]:
         """(``analyze_video`` tables, its VisionStats, seconds it took)."""
-        import time
-
         from assets.vision import VisionStats, analyze_video
 
-        if name not in self._vision:
-            stats = VisionStats()
-            t0 = time.perf_counter()
-            tables = analyze_video(name, self.corpus / f"{name}.mp4", self.models.faces, stats=stats)
-            self._vision[name] = (tables, stats, time.perf_counter() - t0)
-        return self._vision[name]
+        stats = VisionStats()
+        t0 = time.perf_counter()
+        tables = analyze_video(name, self.corpus / f"{name}.mp4", self.models.faces, stats=stats)
+        return tables, stats, time.perf_counter() - t0
 
 
 @pytest.fixture(scope="session")
