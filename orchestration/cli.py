@@ -346,7 +346,7 @@ def run_source(
             "loggers": {"console": {"config": {"log_level": "WARNING"}}},
         }
         launcher = stack.enter_context(workspace_launcher(instance, PROCESS_JOB))
-        _run_batches(launcher, todo, base, in_one_process)
+        _run_batches(launcher, todo, base, in_one_process, lake_uri, first=new, retry_failed=retry_failed)
     return sorted(todo)
 
 
@@ -378,11 +378,28 @@ def _run_and_wait(launcher, config: dict, tags: dict, label: str, on_failure: st
     _progress(f"{label}: done in {time.perf_counter() - t0:.1f}s")
 
 
-def _run_batches(launcher, todo: dict, base: dict, in_one_process: dict) -> None:
+def _run_batches(launcher, todo: dict, base: dict, in_one_process: dict, lake_uri: str, *, first: list[str], retry_failed: bool) -> None:
+    """Run each batch of ``todo``: this invocation's new batches (``first``), then the older
+    ones in time order, which another `speakerlake run` may be processing meanwhile."""
     from assets.tiers.assets import RETIER_JOB
+    from orchestration.batch import batch_work
+    from orchestration.launch import live_run_of_batch
     from orchestration.sensors import retry_run_config
 
-    for b, work in sorted(todo.items()):
+    order = [b for b in first if b in todo] + sorted(b for b in todo if b not in first)
+    for i, b in enumerate(order):
+        work = todo[b]
+        if b not in first:
+            live = live_run_of_batch(launcher.instance, b)
+            if live is not None:
+                _progress(f"batch {b}: another `speakerlake run` is processing it (run {live[0]}, pid {live[1]}); not run twice")
+                continue
+            if i > 0:  # what is left may have changed while the batches before it ran
+                left = batch_work([b], lake_uri, retry_failed=retry_failed)
+                if b not in left:
+                    _progress(f"batch {b}: done meanwhile by another run")
+                    continue
+                work = left[b]
         config = {**base, **(retry_run_config(work) if work is not None else {})}
         what = "every video" if work is None else "work left: " + ", ".join(f"{s} {len(v)}" for s, v in work.items() if v)
         _run_and_wait(launcher, config, {"dagster/partition": b, "speakerlake/batch": b}, f"batch {b} ({what})", "its videos stay pending")

@@ -9,6 +9,8 @@ daemon of ``dagster dev`` to be dequeued.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +30,9 @@ from dagster_shared.cli import WorkspaceOpts
 
 WORKSPACE_YAML = Path(__file__).resolve().parent.parent / "workspace.yaml"
 TERMINAL = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+ACTIVE = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+HOST_TAG = "speakerlake/host"  # where the launching `speakerlake run` ran: its run worker's pid means something only there
+LAUNCH_GRACE_S = 120.0  # a run launched this long ago whose process never reported is dead, not starting
 
 
 @dataclass
@@ -55,7 +60,7 @@ class WorkspaceLauncher:
             remote_repo=self.repo,
             remote_job=get_remote_job_from_remote_repo(self.repo, job_name or self.job_name),
             run_config=dict(run_config),
-            tags=dict(tags),
+            tags={**tags, HOST_TAG: socket.gethostname()},
             op_selection=None,
             run_id=None,
         )
@@ -78,3 +83,49 @@ def workspace_launcher(instance: dg.DagsterInstance, job_name: str, workspace_ya
     opts = WorkspaceOpts(workspace=[str(workspace_yaml)])
     with get_workspace_from_cli_opts(instance, version=dg.__version__, workspace_opts=opts, log_level="WARNING") as workspace:
         yield WorkspaceLauncher(instance, workspace, job_name)
+
+
+def live_run_of_batch(instance: dg.DagsterInstance, batch: str) -> tuple[str, int] | None:
+    """(run id, pid) of a run launched from this machine that is processing ``batch`` now.
+
+    Two `speakerlake run` on one lake (and one Dagster instance) must not both process the
+    batch that one of them planned. A run still marked in progress whose process is gone
+    (its `speakerlake run` was killed) is marked failed here, so the UI stops showing it as
+    running and the batch's pending work is taken up. Runs launched elsewhere (another host,
+    the UI, the sensor) cannot be checked from here, so they never hold a batch back: a
+    second run of the same batch costs time, not correctness (writes are idempotent)."""
+    host = socket.gethostname()
+    for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": batch}, statuses=ACTIVE)):
+        if run.tags.get(HOST_TAG) != host:
+            continue
+        pid = _run_worker_pid(instance, run.run_id)
+        if pid is None:
+            record = instance.get_run_record_by_id(run.run_id)
+            if record is not None and time.time() - record.create_timestamp.timestamp() < LAUNCH_GRACE_S:
+                return run.run_id, 0  # launched a moment ago, its process not started yet
+        elif _process_exists(pid):
+            return run.run_id, pid
+        worker = f"pid {pid}" if pid is not None else f"not started {LAUNCH_GRACE_S:.0f} s after launch"
+        instance.report_run_failed(run, f"its run worker ({worker}) is gone: the `speakerlake run` that launched it was killed. Marked failed by a later `speakerlake run`, which takes up the batch's pending work.")
+    return None
+
+
+def _run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    from dagster._core.events import DagsterEventType
+
+    for rec in instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT, limit=20).records:
+        event = rec.event_log_entry.dagster_event
+        pid = event.event_specific_data.metadata.get("pid") if event is not None and event.event_specific_data is not None else None
+        if pid is not None:
+            return int(pid.value)
+    return None
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

@@ -168,8 +168,10 @@ def _ids_by_face(uri: str) -> dict[tuple[str, str], str]:
 def test_two_runs_at_once_and_batches_in_either_order_give_the_same_speaker_ids(tmp_path, demo_corpus_dir, shipped_models):
     """Two inboxes with the same two people (two cuts of one conversation, different bytes):
     two `speakerlake run` processes started together on one lake end with two speaker ids,
-    and the ids equal those of ingesting the batches one after the other in reverse order
-    (that run on a local Dask cluster of one worker, whose models load once for both batches)."""
+    each batch processed by one run only (each process runs its own batch first and leaves
+    the other's to it), and the ids equal those of ingesting the batches one after the other
+    in reverse order (that run on a local Dask cluster of one worker, whose models load once
+    for both batches)."""
     from tests.media_factory import reencode
 
     inboxes = []
@@ -185,6 +187,10 @@ def test_two_runs_at_once_and_batches_in_either_order_give_the_same_speaker_ids(
         out, _ = p.communicate(timeout=900)
         assert p.returncode == 0, out[-3000:]
     assert lake.count("speakers", together) == 2
+    with dg.DagsterInstance.get() as instance:
+        for b in planned_batches(together):
+            runs = instance.get_runs(filters=dg.RunsFilter(job_name="process_batch", tags={"dagster/partition": b}))
+            assert len(runs) == 1, (b, [r.tags for r in runs])
     ids = _ids_by_face(together)
     assert len(set(ids.values())) == 2 and {f for f, _ in ids} == {"first.mp4", "second.mp4"}
 
@@ -296,3 +302,37 @@ def test_the_code_location_loads_without_the_stage_libraries():
     code = "import sys, orchestration.definitions; print(' '.join(sorted(m for m in ('scipy', 'trackers', 'supervision', 'skimage', 'torch') if m in sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.split() == []
+
+
+def test_a_batch_run_is_live_while_its_process_exists_and_marked_failed_once_it_is_gone():
+    """What keeps two `speakerlake run` from processing one batch twice, and what clears the
+    runs a killed `speakerlake run` leaves marked as started."""
+    import socket
+
+    from dagster._core.events import EngineEventData
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+
+    from orchestration.launch import HOST_TAG, live_run_of_batch
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with dg.DagsterInstance.ephemeral() as instance:
+
+        def started(batch: str, pid: int, host: str) -> DagsterRun:
+            run = instance.add_run(DagsterRun(job_name="process_batch", status=DagsterRunStatus.STARTED, tags={"dagster/partition": batch, HOST_TAG: host}))
+            instance.report_engine_event(f"Started process for run (pid: {pid}).", run, EngineEventData.in_process(pid))
+            return run
+
+        here = socket.gethostname()
+        alive = started("b_alive", os.getpid(), here)
+        assert live_run_of_batch(instance, "b_alive") == (alive.run_id, os.getpid())
+
+        gone = started("b_gone", dead.pid, here)
+        assert live_run_of_batch(instance, "b_gone") is None
+        assert instance.get_run_by_id(gone.run_id).status == DagsterRunStatus.FAILURE
+        (failure,) = [r for r in instance.get_records_for_run(gone.run_id).records if r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_type_value == "PIPELINE_FAILURE"]
+        assert f"pid {dead.pid}" in failure.event_log_entry.message
+
+        elsewhere = started("b_elsewhere", os.getpid(), "another-host")  # its pid means nothing here: never holds the batch back, never marked
+        assert live_run_of_batch(instance, "b_elsewhere") is None
+        assert instance.get_run_by_id(elsewhere.run_id).status == DagsterRunStatus.STARTED

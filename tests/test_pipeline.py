@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 from polars.testing import assert_frame_equal
 
+from assets.ingest.planning import planned_batches
 from orchestration import lake
 from orchestration.batch import PER_VIDEO_STAGES
 from orchestration.tables import TABLES
@@ -113,6 +114,15 @@ def test_killed_run_then_rerun_equals_clean_run(clean_lake, inbox, tmp_path, shi
     out, _ = p.communicate(timeout=900)
     assert p.returncode == 0, out[-4000:]
     assert_same_tables(snapshot(clean_lake), snapshot(uri))
+    # the killed run no longer shows as running: the rerun marked it failed
+    import dagster as dg
+
+    from orchestration.launch import ACTIVE
+
+    with dg.DagsterInstance.get() as instance:
+        (batch,) = planned_batches(uri)
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": batch}))
+        assert len(runs) == 2 and not [r for r in runs if r.status in ACTIVE], [(r.run_id, r.status) for r in runs]
 
 
 def test_retiering_the_pipeline_lake_by_editing_thresholds_runs_no_model(clean_lake, tmp_path):
