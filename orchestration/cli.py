@@ -368,6 +368,10 @@ def _run_and_wait(launcher, config: dict, tags: dict, label: str, on_failure: st
     t0 = time.perf_counter()
     run_id = launcher.launch(config, tags, job_name=job_name)
     _progress(f"{label}: run {run_id}")
+    _wait_and_report(launcher, run_id, label, on_failure, t0)
+
+
+def _wait_and_report(launcher, run_id: str, label: str, on_failure: str, t0: float) -> None:
     outcome = launcher.wait(run_id)
     failures = _report(outcome.events)
     if not outcome.success:
@@ -383,10 +387,11 @@ def _run_batches(launcher, todo: dict, base: dict, in_one_process: dict, lake_ur
     ones in time order, which another `speakerlake run` may be processing meanwhile."""
     from assets.tiers.assets import RETIER_JOB
     from orchestration.batch import batch_work
-    from orchestration.launch import live_run_of_batch
+    from orchestration.launch import live_run_of_batch, live_run_of_job
     from orchestration.sensors import retry_run_config
 
     order = [b for b in first if b in todo] + sorted(b for b in todo if b not in first)
+    batches_done = time.time()
     for i, b in enumerate(order):
         work = todo[b]
         if b not in first:
@@ -403,14 +408,24 @@ def _run_batches(launcher, todo: dict, base: dict, in_one_process: dict, lake_ur
         config = {**base, **(retry_run_config(work) if work is not None else {})}
         what = "every video" if work is None else "work left: " + ", ".join(f"{s} {len(v)}" for s, v in work.items() if v)
         _run_and_wait(launcher, config, {"dagster/partition": b, "speakerlake/batch": b}, f"batch {b} ({what})", "its videos stay pending")
+        batches_done = time.time()
     # the dataset-wide tables (tiers, branches, report) once after all batches, not per batch;
-    # their steps run one after another, so in one process
+    # their steps run one after another, so in one process. A run of them that another
+    # `speakerlake run` launched after these batches had ended reads what they wrote: this
+    # invocation waits for that run instead of computing the same tables again beside it.
+    label = f"dataset tables (job {RETIER_JOB})"
+    on_failure = "the batches are done; the dataset tables stay stale until `speakerlake run` succeeds"
+    live = live_run_of_job(launcher.instance, RETIER_JOB, created_after=batches_done)
+    if live is not None:
+        _progress(f"{label}: run {live[0]} (pid {live[1]}) of another `speakerlake run`, launched after this one's batches, computes them; waiting for it")
+        _wait_and_report(launcher, live[0], label, on_failure, time.perf_counter())
+        return
     _run_and_wait(
         launcher,
         {**base, **in_one_process},
         {"speakerlake/after_batches": str(len(todo))},
-        f"dataset tables (job {RETIER_JOB})",
-        "the batches are done; the dataset tables stay stale until `speakerlake run` succeeds",
+        label,
+        on_failure,
         job_name=RETIER_JOB,
     )
 

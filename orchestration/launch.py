@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -94,8 +95,19 @@ def live_run_of_batch(instance: dg.DagsterInstance, batch: str) -> tuple[str, in
     running and the batch's pending work is taken up. Runs launched elsewhere (another host,
     the UI, the sensor) cannot be checked from here, so they never hold a batch back: a
     second run of the same batch costs time, not correctness (writes are idempotent)."""
+    return _first_live(instance, dg.RunsFilter(tags={"dagster/partition": batch}, statuses=ACTIVE))
+
+
+def live_run_of_job(instance: dg.DagsterInstance, job_name: str, created_after: float) -> tuple[str, int] | None:
+    """(run id, pid) of a live run of ``job_name`` launched from this machine after
+    ``created_after`` (a POSIX time); see :func:`live_run_of_batch`."""
+    after = datetime.fromtimestamp(created_after, timezone.utc)
+    return _first_live(instance, dg.RunsFilter(job_name=job_name, statuses=ACTIVE, created_after=after))
+
+
+def _first_live(instance: dg.DagsterInstance, runs: dg.RunsFilter) -> tuple[str, int] | None:
     host = socket.gethostname()
-    for run in instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": batch}, statuses=ACTIVE)):
+    for run in instance.get_runs(filters=runs):
         if run.tags.get(HOST_TAG) != host:
             continue
         pid = _run_worker_pid(instance, run.run_id)
@@ -106,7 +118,7 @@ def live_run_of_batch(instance: dg.DagsterInstance, batch: str) -> tuple[str, in
         elif _process_exists(pid):
             return run.run_id, pid
         worker = f"pid {pid}" if pid is not None else f"not started {LAUNCH_GRACE_S:.0f} s after launch"
-        instance.report_run_failed(run, f"its run worker ({worker}) is gone: the `speakerlake run` that launched it was killed. Marked failed by a later `speakerlake run`, which takes up the batch's pending work.")
+        instance.report_run_failed(run, f"its run worker ({worker}) is gone: the `speakerlake run` that launched it was killed. Marked failed by a later `speakerlake run`, which takes up its pending work.")
     return None
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -312,7 +313,8 @@ def test_a_batch_run_is_live_while_its_process_exists_and_marked_failed_once_it_
     from dagster._core.events import EngineEventData
     from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
-    from orchestration.launch import HOST_TAG, live_run_of_batch
+    from assets.tiers.assets import RETIER_JOB
+    from orchestration.launch import HOST_TAG, live_run_of_batch, live_run_of_job
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -336,3 +338,10 @@ def test_a_batch_run_is_live_while_its_process_exists_and_marked_failed_once_it_
         elsewhere = started("b_elsewhere", os.getpid(), "another-host")  # its pid means nothing here: never holds the batch back, never marked
         assert live_run_of_batch(instance, "b_elsewhere") is None
         assert instance.get_run_by_id(elsewhere.run_id).status == DagsterRunStatus.STARTED
+
+        # the dataset tables: another invocation's retier run counts only if launched after this one's batches ended
+        before = time.time() - 1
+        retier = instance.add_run(DagsterRun(job_name=RETIER_JOB, status=DagsterRunStatus.STARTED, tags={HOST_TAG: here}))
+        instance.report_engine_event(f"Started process for run (pid: {os.getpid()}).", retier, EngineEventData.in_process(os.getpid()))
+        assert live_run_of_job(instance, RETIER_JOB, created_after=before) == (retier.run_id, os.getpid())
+        assert live_run_of_job(instance, RETIER_JOB, created_after=time.time() + 1) is None
