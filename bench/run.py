@@ -153,6 +153,7 @@ def report(
     incremental=None,
     devices: list[tuple[str, str]] = (),
     cores: int | None = None,
+    load_average: float = float("nan"),  # 1-minute load average when the bench started
 ) -> str:
     df = pl.DataFrame(clock.rows)
     media_s = sum(v["duration_s"] for v in videos)
@@ -167,7 +168,7 @@ def report(
         "# speakerlake benchmark",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores "
-        f"({platform.processor() or platform.machine()}), load average at start {os.getloadavg()[0]:.2f}; "
+        f"({platform.processor() or platform.machine()}), load average at start {load_average:.2f}; "
         f"{len(videos)} videos, {media_s:.1f} s of media ({media_s / 60:.1f} min), {sum(v['frames'] for v in videos)} frames.",
         "Ratios are taken within this one run: *÷ decode* divides by the time to decode the same media "
         "(video frames for vision and binding, audio for the audio stage); *RTF* divides by the media duration.",
@@ -317,6 +318,7 @@ def main(argv: list[str] | None = None) -> str:
     corpus = Path(args.corpus)
     videos = sorted(corpus.glob("*.mp4"))
     batch = batch_of(videos, args.min_minutes)
+    load_average = os.getloadavg()[0]  # before the bench's own threads run
     clock = Clock()
     # Warm-up: one untimed pass over the first video loads every model (cached per process),
     # so the measured passes exclude model loading.
@@ -342,7 +344,7 @@ def main(argv: list[str] | None = None) -> str:
         if "incremental" not in skip:
             resources = {"models": models_from_env(resolved=True)}
             incremental = measure_incremental(sources["seed"], sources["one"], resources, n_batches=args.incremental_batches, repeats=args.repeats, workdir=tmp)
-    text = report(results, clock, load, concurrent_s, fixed, incremental, device_report(models))
+    text = report(results, clock, load, concurrent_s, fixed, incremental, device_report(models), load_average=load_average)
     write_generated(Path(args.out), text)
     Path(args.out).with_suffix(".json").write_text(json.dumps({"videos": results, "rows": clock.rows}, indent=1))
     print(text)

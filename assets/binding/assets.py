@@ -145,7 +145,7 @@ def speaker_ids(context: dg.AssetExecutionContext, lake: LakeResource, models: M
     batches = dict(status.filter(pl.col("stage") == "binding").select("video_id", "batch_id").iter_rows())
     done = {v: {"status": "ok"} for v in todo}
     for (batch,), ids in pl.DataFrame({"video_id": todo, "batch_id": [batches[v] for v in todo]}, schema={"video_id": pl.String, "batch_id": pl.String}).group_by(["batch_id"]):
-        previous = status.filter((pl.col("stage") == SPEAKER_IDS_STAGE) & pl.col("video_id").is_in(ids["video_id"]))
+        previous = status.filter((pl.col("stage") == SPEAKER_IDS_STAGE) & pl.col("video_id").is_in(ids["video_id"].to_list()))
         lake.write("stage_status", status_rows(batch, SPEAKER_IDS_STAGE, models.fingerprint(), {v: done[v] for v in ids["video_id"]}, previous))
     # a takedown recorded after the reads above is undone by these writes: apply it again
     from assets.operations.execute import reapply_takedowns  # here: it imports this module
