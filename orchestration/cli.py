@@ -364,9 +364,9 @@ def _environ(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _run_and_wait(launcher, config: dict, tags: dict, label: str, on_failure: str, job_name: str | None = None) -> None:
+def _run_and_wait(launcher, config: dict, tags: dict, label: str, on_failure: str) -> None:
     t0 = time.perf_counter()
-    run_id = launcher.launch(config, tags, job_name=job_name)
+    run_id = launcher.launch(config, tags)
     _progress(f"{label}: run {run_id}")
     _wait_and_report(launcher, run_id, label, on_failure, t0)
 
@@ -387,7 +387,7 @@ def _run_batches(launcher, todo: dict, base: dict, in_one_process: dict, lake_ur
     ones in time order, which another `speakerlake run` may be processing meanwhile."""
     from assets.tiers.assets import RETIER_JOB
     from orchestration.batch import batch_work
-    from orchestration.launch import live_run_of_batch, live_run_of_job
+    from orchestration.launch import earlier_live_run, live_run_of_batch
     from orchestration.sensors import retry_run_config
 
     order = [b for b in first if b in todo] + sorted(b for b in todo if b not in first)
@@ -410,24 +410,23 @@ def _run_batches(launcher, todo: dict, base: dict, in_one_process: dict, lake_ur
         _run_and_wait(launcher, config, {"dagster/partition": b, "speakerlake/batch": b}, f"batch {b} ({what})", "its videos stay pending")
         batches_done = time.time()
     # the dataset-wide tables (tiers, branches, report) once after all batches, not per batch;
-    # their steps run one after another, so in one process. A run of them that another
-    # `speakerlake run` launched after these batches had ended reads what they wrote: this
-    # invocation waits for that run instead of computing the same tables again beside it.
+    # their steps run one after another, so in one process. When another `speakerlake run`
+    # created its run of them after these batches had ended (and before this one's), that run
+    # reads what they wrote: this invocation waits for it instead of computing the same tables
+    # beside it, and deletes its own run unlaunched.
     label = f"dataset tables (job {RETIER_JOB})"
     on_failure = "the batches are done; the dataset tables stay stale until `speakerlake run` succeeds"
-    live = live_run_of_job(launcher.instance, RETIER_JOB, created_after=batches_done)
+    t0 = time.perf_counter()
+    run_id = launcher.create({**base, **in_one_process}, {"speakerlake/after_batches": str(len(todo))}, job_name=RETIER_JOB)
+    live = earlier_live_run(launcher.instance, run_id, created_after=batches_done)
     if live is not None:
+        launcher.instance.delete_run(run_id)
         _progress(f"{label}: run {live[0]} (pid {live[1]}) of another `speakerlake run`, launched after this one's batches, computes them; waiting for it")
-        _wait_and_report(launcher, live[0], label, on_failure, time.perf_counter())
-        return
-    _run_and_wait(
-        launcher,
-        {**base, **in_one_process},
-        {"speakerlake/after_batches": str(len(todo))},
-        label,
-        on_failure,
-        job_name=RETIER_JOB,
-    )
+        run_id = live[0]
+    else:
+        launcher.start(run_id)
+        _progress(f"{label}: run {run_id}")
+    _wait_and_report(launcher, run_id, label, on_failure, t0)
 
 
 def _cmd_run(args) -> int:

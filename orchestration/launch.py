@@ -55,6 +55,12 @@ class WorkspaceLauncher:
 
     def launch(self, run_config: Mapping, tags: Mapping[str, str], job_name: str | None = None) -> str:
         """A run of ``job_name`` (default: the launcher's job)."""
+        run_id = self.create(run_config, tags, job_name)
+        self.start(run_id)
+        return run_id
+
+    def create(self, run_config: Mapping, tags: Mapping[str, str], job_name: str | None = None) -> str:
+        """A run of ``job_name``, recorded (NOT_STARTED) but not launched yet: see :meth:`start`."""
         run = _create_run(
             instance=self.instance,
             code_location=self.location,
@@ -65,8 +71,10 @@ class WorkspaceLauncher:
             op_selection=None,
             run_id=None,
         )
-        self.instance.launch_run(run.run_id, self.workspace)
         return run.run_id
+
+    def start(self, run_id: str) -> None:
+        self.instance.launch_run(run_id, self.workspace)
 
     def wait(self, run_id: str, poll_s: float = 0.5) -> RunOutcome:
         while True:
@@ -98,17 +106,22 @@ def live_run_of_batch(instance: dg.DagsterInstance, batch: str) -> tuple[str, in
     return _first_live(instance, dg.RunsFilter(tags={"dagster/partition": batch}, statuses=ACTIVE))
 
 
-def live_run_of_job(instance: dg.DagsterInstance, job_name: str, created_after: float) -> tuple[str, int] | None:
-    """(run id, pid) of a live run of ``job_name`` launched from this machine after
-    ``created_after`` (a POSIX time); see :func:`live_run_of_batch`."""
+def earlier_live_run(instance: dg.DagsterInstance, run_id: str, created_after: float) -> tuple[str, int] | None:
+    """(run id, pid) of a live run of the same job as ``run_id`` (created, not yet started),
+    launched from this machine after ``created_after`` (a POSIX time) and before ``run_id``.
+
+    Two invocations that each create their run and then look for the other's agree on
+    which one runs: the one created first. See :func:`live_run_of_batch` for "live"."""
+    own = instance.get_run_record_by_id(run_id)
     after = datetime.fromtimestamp(created_after, timezone.utc)
-    return _first_live(instance, dg.RunsFilter(job_name=job_name, statuses=ACTIVE, created_after=after))
+    runs = dg.RunsFilter(job_name=own.dagster_run.job_name, statuses=ACTIVE, created_after=after, created_before=own.create_timestamp)
+    return _first_live(instance, runs, skip=run_id)
 
 
-def _first_live(instance: dg.DagsterInstance, runs: dg.RunsFilter) -> tuple[str, int] | None:
+def _first_live(instance: dg.DagsterInstance, runs: dg.RunsFilter, skip: str | None = None) -> tuple[str, int] | None:
     host = socket.gethostname()
     for run in instance.get_runs(filters=runs):
-        if run.tags.get(HOST_TAG) != host:
+        if run.run_id == skip or run.tags.get(HOST_TAG) != host:
             continue
         pid = _run_worker_pid(instance, run.run_id)
         if pid is None:

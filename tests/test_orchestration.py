@@ -314,7 +314,7 @@ def test_a_batch_run_is_live_while_its_process_exists_and_marked_failed_once_it_
     from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 
     from assets.tiers.assets import RETIER_JOB
-    from orchestration.launch import HOST_TAG, live_run_of_batch, live_run_of_job
+    from orchestration.launch import HOST_TAG, earlier_live_run, live_run_of_batch
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -339,9 +339,13 @@ def test_a_batch_run_is_live_while_its_process_exists_and_marked_failed_once_it_
         assert live_run_of_batch(instance, "b_elsewhere") is None
         assert instance.get_run_by_id(elsewhere.run_id).status == DagsterRunStatus.STARTED
 
-        # the dataset tables: another invocation's retier run counts only if launched after this one's batches ended
+        # the dataset tables: of two invocations' retier runs the one created first runs, if it
+        # was created after the other's batches had ended
         before = time.time() - 1
-        retier = instance.add_run(DagsterRun(job_name=RETIER_JOB, status=DagsterRunStatus.STARTED, tags={HOST_TAG: here}))
-        instance.report_engine_event(f"Started process for run (pid: {os.getpid()}).", retier, EngineEventData.in_process(os.getpid()))
-        assert live_run_of_job(instance, RETIER_JOB, created_after=before) == (retier.run_id, os.getpid())
-        assert live_run_of_job(instance, RETIER_JOB, created_after=time.time() + 1) is None
+        first = instance.add_run(DagsterRun(job_name=RETIER_JOB, status=DagsterRunStatus.STARTED, tags={HOST_TAG: here}))
+        instance.report_engine_event(f"Started process for run (pid: {os.getpid()}).", first, EngineEventData.in_process(os.getpid()))
+        time.sleep(0.01)
+        second = instance.add_run(DagsterRun(job_name=RETIER_JOB, status=DagsterRunStatus.NOT_STARTED, tags={HOST_TAG: here}))
+        assert earlier_live_run(instance, second.run_id, created_after=before) == (first.run_id, os.getpid())
+        assert earlier_live_run(instance, first.run_id, created_after=before) is None  # the later one never holds back the earlier
+        assert earlier_live_run(instance, second.run_id, created_after=time.time() + 1) is None  # created before these batches ended
