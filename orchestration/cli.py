@@ -346,8 +346,36 @@ def run_source(
             "loggers": {"console": {"config": {"log_level": "WARNING"}}},
         }
         launcher = stack.enter_context(workspace_launcher(instance, PROCESS_JOB))
-        _run_batches(launcher, todo, base, in_one_process, lake_uri, first=new, retry_failed=retry_failed)
+        try:
+            _run_batches(launcher, todo, base, in_one_process, lake_uri, first=new, retry_failed=retry_failed)
+        except KeyboardInterrupt:
+            _stop_on_interrupt(launcher)
     return sorted(todo)
+
+
+def _stop_on_interrupt(launcher) -> None:
+    """Ctrl-C: stop the run being waited for rather than leave it working unseen (a terminal's
+    Ctrl-C also reaches the run's own process, a `kill -INT` of this one alone does not), say
+    what stays pending, exit 130. A second Ctrl-C exits without waiting."""
+    run_id = launcher.waiting
+    status = "none was running"
+    if run_id is not None:
+        try:
+            launcher.instance.run_launcher.terminate(run_id)
+        except Exception:  # the code server took the Ctrl-C too and is gone; the run's process got it as well
+            pass
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                run = launcher.instance.get_run_by_id(run_id)
+                if run is not None and run.is_finished:
+                    break
+                time.sleep(0.5)
+            status = f"run {run_id}: {launcher.instance.get_run_by_id(run_id).status.value}"
+        except KeyboardInterrupt:
+            status = f"run {run_id}: not waited for"
+    _progress(f"interrupted ({status}); what the run did not finish stays pending: `speakerlake run` resumes it")
+    raise SystemExit(130)
 
 
 @contextmanager
@@ -534,7 +562,11 @@ def main(argv: list[str] | None = None) -> int:
     bl.set_defaults(fn=_cmd_baseline)
     args = p.parse_args(argv)
     _apply_project_env()
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except KeyboardInterrupt:  # before any run was launched (or outside `run`): nothing to stop
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def _apply_project_env() -> None:

@@ -52,6 +52,7 @@ class WorkspaceLauncher:
         self.location = get_code_location_from_workspace(workspace, None)
         self.repo = get_remote_repository_from_code_location(self.location, None)
         self.job_name = job_name
+        self.waiting: str | None = None  # the run :meth:`wait` is waiting for
 
     def launch(self, run_config: Mapping, tags: Mapping[str, str], job_name: str | None = None) -> str:
         """A run of ``job_name`` (default: the launcher's job)."""
@@ -77,11 +78,13 @@ class WorkspaceLauncher:
         self.instance.launch_run(run_id, self.workspace)
 
     def wait(self, run_id: str, poll_s: float = 0.5) -> RunOutcome:
+        self.waiting = run_id
         while True:
             run = self.instance.get_run_by_id(run_id)
             if run is not None and run.status in TERMINAL:
                 break
             time.sleep(poll_s)
+        self.waiting = None
         events = [r.event_log_entry for r in self.instance.get_records_for_run(run_id, limit=100_000).records]
         return RunOutcome(run_id, run.status == DagsterRunStatus.SUCCESS, events)
 

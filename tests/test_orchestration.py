@@ -349,3 +349,27 @@ def test_a_batch_run_is_live_while_its_process_exists_and_marked_failed_once_it_
         assert earlier_live_run(instance, second.run_id, created_after=before) == (first.run_id, os.getpid())
         assert earlier_live_run(instance, first.run_id, created_after=before) is None  # the later one never holds back the earlier
         assert earlier_live_run(instance, second.run_id, created_after=time.time() + 1) is None  # created before these batches ended
+
+
+def test_ctrl_c_stops_the_run_and_leaves_the_batch_pending(tmp_path, inbox, shipped_models):
+    """SIGINT to `speakerlake run` alone (a terminal's Ctrl-C also reaches the run's process):
+    the run it waits for is canceled, not left working unseen; exit 130 with one line saying so."""
+    import signal
+
+    uri = str(tmp_path / "lake")
+    p = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "run", str(inbox), "--lake", uri, "--in-process"], env=dict(os.environ), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in p.stdout:  # until the batch's run is launched
+        lines.append(line)
+        if "(every video): run " in line:
+            break
+    time.sleep(2)
+    p.send_signal(signal.SIGINT)
+    out = "".join(lines) + p.communicate(timeout=120)[0]
+    assert p.returncode == 130, out[-3000:]
+    (batch,) = planned_batches(uri)
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": batch}))
+        assert run.status == dg.DagsterRunStatus.CANCELED
+    assert f"interrupted (run {run.run_id}: CANCELED)" in out, out[-3000:]
+    assert incomplete_batches([batch], uri) == [batch]
