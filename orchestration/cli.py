@@ -365,13 +365,7 @@ def _stop_on_interrupt(launcher) -> None:
         except Exception:  # the code server took the Ctrl-C too and is gone; the run's process got it as well
             pass
         try:
-            deadline = time.time() + 60
-            while time.time() < deadline:
-                run = launcher.instance.get_run_by_id(run_id)
-                if run is not None and run.is_finished:
-                    break
-                time.sleep(0.5)
-            status = f"run {run_id}: {launcher.instance.get_run_by_id(run_id).status.value}"
+            status = f"run {run_id}: {launcher.wait_until_finished(run_id, timeout_s=60).status.value}"
         except KeyboardInterrupt:
             status = f"run {run_id}: not waited for"
     _progress(f"interrupted ({status}); what the run did not finish stays pending: `speakerlake run` resumes it")
@@ -425,7 +419,7 @@ def _run_batches(launcher, todo: dict, base: dict, in_one_process: dict, lake_ur
         if b not in first:
             live = live_run_of_batch(launcher.instance, b)
             if live is not None:
-                _progress(f"batch {b}: another `speakerlake run` is processing it (run {live[0]}, pid {live[1]}); not run twice")
+                _progress(f"batch {b}: another `speakerlake run` is processing it (run {live[0]}, {_worker(live[1])}); not run twice")
                 continue
             if i > 0:  # what is left may have changed while the batches before it ran
                 left = batch_work([b], lake_uri, retry_failed=retry_failed)
@@ -449,12 +443,16 @@ def _run_batches(launcher, todo: dict, base: dict, in_one_process: dict, lake_ur
     live = earlier_live_run(launcher.instance, run_id, created_after=batches_done)
     if live is not None:
         launcher.instance.delete_run(run_id)
-        _progress(f"{label}: run {live[0]} (pid {live[1]}) of another `speakerlake run`, launched after this one's batches, computes them; waiting for it")
+        _progress(f"{label}: run {live[0]} ({_worker(live[1])}) of another `speakerlake run`, launched after this one's batches, computes them; waiting for it")
         run_id = live[0]
     else:
         launcher.start(run_id)
         _progress(f"{label}: run {run_id}")
     _wait_and_report(launcher, run_id, label, on_failure, t0)
+
+
+def _worker(pid: int | None) -> str:
+    return "its process not started yet" if pid is None else f"pid {pid}"
 
 
 def _cmd_run(args) -> int:

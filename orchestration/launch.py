@@ -78,15 +78,22 @@ class WorkspaceLauncher:
         self.instance.launch_run(run_id, self.workspace)
 
     def wait(self, run_id: str, poll_s: float = 0.5) -> RunOutcome:
+        run = self.wait_until_finished(run_id, poll_s=poll_s)
+        events = [r.event_log_entry for r in self.instance.get_records_for_run(run_id, limit=100_000).records]
+        return RunOutcome(run_id, run.status == DagsterRunStatus.SUCCESS, events)
+
+    def wait_until_finished(self, run_id: str, *, timeout_s: float | None = None, poll_s: float = 0.5):
+        """The run once it has finished, or as it is after ``timeout_s``. Meanwhile
+        :attr:`waiting` names it (and still does if an interrupt ends the wait)."""
         self.waiting = run_id
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             run = self.instance.get_run_by_id(run_id)
-            if run is not None and run.status in TERMINAL:
+            if (run is not None and run.status in TERMINAL) or (deadline is not None and time.monotonic() >= deadline):
                 break
             time.sleep(poll_s)
         self.waiting = None
-        events = [r.event_log_entry for r in self.instance.get_records_for_run(run_id, limit=100_000).records]
-        return RunOutcome(run_id, run.status == DagsterRunStatus.SUCCESS, events)
+        return run
 
 
 @contextmanager
@@ -97,8 +104,8 @@ def workspace_launcher(instance: dg.DagsterInstance, job_name: str, workspace_ya
         yield WorkspaceLauncher(instance, workspace, job_name)
 
 
-def live_run_of_batch(instance: dg.DagsterInstance, batch: str) -> tuple[str, int] | None:
-    """(run id, pid) of a run launched from this machine that is processing ``batch`` now.
+def live_run_of_batch(instance: dg.DagsterInstance, batch: str) -> tuple[str, int | None] | None:
+    """(run id, pid: None while its process has not started) of a run launched from this machine that is processing ``batch`` now.
 
     Two `speakerlake run` on one lake (and one Dagster instance) must not both process the
     batch that one of them planned. A run still marked in progress whose process is gone
@@ -109,7 +116,7 @@ def live_run_of_batch(instance: dg.DagsterInstance, batch: str) -> tuple[str, in
     return _first_live(instance, dg.RunsFilter(tags={"dagster/partition": batch}, statuses=ACTIVE))
 
 
-def earlier_live_run(instance: dg.DagsterInstance, run_id: str, created_after: float) -> tuple[str, int] | None:
+def earlier_live_run(instance: dg.DagsterInstance, run_id: str, created_after: float) -> tuple[str, int | None] | None:
     """(run id, pid) of a live run of the same job as ``run_id`` (created, not yet started),
     launched from this machine after ``created_after`` (a POSIX time) and before ``run_id``.
 
@@ -121,7 +128,7 @@ def earlier_live_run(instance: dg.DagsterInstance, run_id: str, created_after: f
     return _first_live(instance, runs, skip=run_id)
 
 
-def _first_live(instance: dg.DagsterInstance, runs: dg.RunsFilter, skip: str | None = None) -> tuple[str, int] | None:
+def _first_live(instance: dg.DagsterInstance, runs: dg.RunsFilter, skip: str | None = None) -> tuple[str, int | None] | None:
     host = socket.gethostname()
     for run in instance.get_runs(filters=runs):
         if run.run_id == skip or run.tags.get(HOST_TAG) != host:
@@ -130,7 +137,7 @@ def _first_live(instance: dg.DagsterInstance, runs: dg.RunsFilter, skip: str | N
         if pid is None:
             record = instance.get_run_record_by_id(run.run_id)
             if record is not None and time.time() - record.create_timestamp.timestamp() < LAUNCH_GRACE_S:
-                return run.run_id, 0  # launched a moment ago, its process not started yet
+                return run.run_id, None  # launched a moment ago, its process not started yet
         elif _process_exists(pid):
             return run.run_id, pid
         worker = f"pid {pid}" if pid is not None else f"not started {LAUNCH_GRACE_S:.0f} s after launch"

@@ -335,6 +335,9 @@ def test_a_batch_run_is_live_while_its_process_exists_and_marked_failed_once_it_
         (failure,) = [r for r in instance.get_records_for_run(gone.run_id).records if r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_type_value == "PIPELINE_FAILURE"]
         assert f"pid {dead.pid}" in failure.event_log_entry.message
 
+        launching = instance.add_run(DagsterRun(job_name="process_batch", status=DagsterRunStatus.NOT_STARTED, tags={"dagster/partition": "b_launching", HOST_TAG: here}))
+        assert live_run_of_batch(instance, "b_launching") == (launching.run_id, None)  # no process yet, launched a moment ago: live
+
         elsewhere = started("b_elsewhere", os.getpid(), "another-host")  # its pid means nothing here: never holds the batch back, never marked
         assert live_run_of_batch(instance, "b_elsewhere") is None
         assert instance.get_run_by_id(elsewhere.run_id).status == DagsterRunStatus.STARTED
